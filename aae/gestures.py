@@ -1,0 +1,213 @@
+"""Gesture encoder: a semi-supervised AAE over hand features (baron105's 11 gestures).
+
+    python -m aae.gestures --out runs/models/gesture                    # ~1 min on 2 cores
+    python -m aae.gestures --out runs/models/gesture --label_fraction 0.1
+    python -m aae.gestures --out runs/gesture_no_horns --exclude_class horns   # open-set check
+
+Only a share of the training rows keep their label (`--label_fraction` or `--nlabels`): the rest
+train the autoencoder and the adversarial priors, which is the paper's few-labels setting. Writes
+`model.pt` + `model_card.json` (classes, feature spec version, dims, data, metrics, open-set rule).
+kinivi's recordings (another person) are the cross-person test on the 4 shared classes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict
+
+import numpy as np
+
+from aae import landmark_aae, landmark_data, open_set
+from latentcast import features
+from latentcast.errors import UserError, run_cli
+
+log = logging.getLogger(__name__)
+
+
+def feature_spec_version() -> int:
+    """The version of the hand/face feature functions the data follows (latentcast.features)."""
+    return features.FEATURE_SPEC_VERSION
+
+
+def default_fit_config() -> landmark_aae.FitConfig:
+    """Defaults measured in benchmarks/gesture_quality.py: about a minute on 2 CPU cores."""
+    return landmark_aae.FitConfig(code_dim=4, hidden_dim=256, epochs=30, noise=0.05)
+
+
+def train_gestures(
+    fit_cfg: landmark_aae.FitConfig,
+    label_fraction: float | None = None,
+    nlabels: int | None = None,
+    exclude_class: str | None = None,
+    test_fraction: float = 0.2,
+    val_fraction: float = 0.1,
+    keep: float = 0.95,
+    max_rows: int | None = None,
+    augment: int = 2,
+):
+    """Train on baron105 and evaluate; returns (model, model card dict, arrays for plots)."""
+    if label_fraction is None and nlabels is None:
+        label_fraction = 1.0
+    clock = landmark_aae.Stopwatch()
+    data = landmark_data.load_hand_set("baron105")
+    excluded = None
+    if exclude_class is not None:
+        if exclude_class not in data.classes:
+            raise UserError(
+                f"--exclude_class {exclude_class!r} is not a class: choose one of {', '.join(data.classes)}"
+            )
+        excluded = data.subset(np.flatnonzero(data.y == data.classes.index(exclude_class)))
+        kept = [c for c in data.classes if c != exclude_class]
+        data = landmark_data.remap(data, {c: c for c in kept}, kept)
+    classes = data.classes
+    if max_rows is not None and max_rows < len(data):  # for quick tests: a stratified subsample
+        _, pick = landmark_data.stratified_split(data.y, max_rows / len(data), seed=fit_cfg.seed)
+        data = data.subset(pick)
+
+    rest, test = landmark_data.stratified_split(data.y, test_fraction, seed=fit_cfg.seed)
+    train_i, val_i = landmark_data.stratified_split(data.y[rest], val_fraction / (1 - test_fraction), seed=fit_cfg.seed)
+    train, val, test_set = data.subset(rest[train_i]), data.subset(rest[val_i]), data.subset(test)
+    labels = landmark_data.pick_labelled(train.y, label_fraction, nlabels, seed=fit_cfg.seed)
+    n_labelled = int((labels >= 0).sum())
+    log.info("training on %d rows (%d labelled), %d classes", len(train), n_labelled, len(classes))
+
+    train_x, train_labels = train.x, labels
+    if augment > 0:
+        train_x, train_labels = landmark_data.augment_hands(train.x, labels, copies=augment, seed=fit_cfg.seed)
+    model = landmark_aae.fit(train_x, train_labels, len(classes), fit_cfg)
+
+    val_probs, val_err = landmark_aae.reconstruction_error(model, val.x)
+    rule = open_set.fit_rule(val_probs, val.y, val_err, keep=keep)
+    test_probs, test_err = landmark_aae.reconstruction_error(model, test_set.x)
+    kinivi = landmark_data.load_kinivi_as_baron(classes) if _kinivi_classes_present(classes) else None
+
+    metrics = {
+        "test_accuracy": landmark_aae.accuracy(test_probs, test_set.y),
+        "test_rows": len(test_set),
+        "test_recon_mse": float(test_err.mean()),
+        "test_ece_raw": open_set.expected_calibration_error(test_probs, test_set.y),
+        "test_ece_calibrated": open_set.expected_calibration_error(rule.confidence(test_probs), test_set.y),
+        "train_seconds": clock.seconds(),
+    }
+    arrays = {"test_probs": test_probs, "test_y": test_set.y}
+    if kinivi is not None:
+        kin_probs, kin_err = landmark_aae.reconstruction_error(model, kinivi.x)
+        metrics["kinivi_accuracy"] = landmark_aae.accuracy(kin_probs, kinivi.y)
+        metrics["kinivi_rows"] = len(kinivi)
+        metrics["kinivi_per_class_accuracy"] = {
+            classes[c]: landmark_aae.accuracy(kin_probs[kinivi.y == c], kinivi.y[kinivi.y == c])
+            for c in np.unique(kinivi.y)
+        }
+        arrays.update(kinivi_probs=kin_probs, kinivi_y=kinivi.y)
+
+    open_set_report = {
+        **rule.to_dict(),
+        "fitted_on": f"baron105 validation split ({len(val)} rows)",
+        "known_test_unknown_rate": open_set.unknown_rate(rule.decide(test_probs, test_err)),
+    }
+    if kinivi is not None:
+        open_set_report["kinivi_unknown_rate"] = open_set.unknown_rate(rule.decide(kin_probs, kin_err))
+    if excluded is not None:
+        ex_probs, ex_err = landmark_aae.reconstruction_error(model, excluded.x)
+        open_set_report["held_out_class"] = exclude_class
+        open_set_report["held_out_class_unknown_rate"] = open_set.unknown_rate(rule.decide(ex_probs, ex_err))
+        open_set_report["held_out_class_unknown_rate_confidence_only"] = open_set.unknown_rate(rule.decide(ex_probs))
+        arrays.update(excluded_probs=ex_probs, excluded_err=ex_err)
+
+    card = {
+        "name": "gesture",
+        "classes": classes,
+        "feature_spec_version": feature_spec_version(),
+        "feature": "hand",
+        "feature_names": list(features.HAND_FEATURE_NAMES),
+        "input_dim": int(train.x.shape[1]),
+        "code_dim": fit_cfg.code_dim,
+        "n_classes": len(classes),
+        "data": {
+            "train": data.source,
+            "excluded_class": exclude_class,
+            "train_rows": len(train),
+            "labelled_rows": n_labelled,
+            "augment_copies": augment,
+            "augmentation": "rotation +-20 deg about the wrist, x mirrored with p=0.5 (landmark_data.augment_hands)",
+            "label_fraction": label_fraction,
+            "nlabels": nlabels,
+            "validation_rows": len(val),
+            "test_rows": len(test_set),
+            "cross_person_test": "data/hand_gestures/kinivi/keypoint.csv (Open, Close, Pointer, OK)",
+            "split_seed": fit_cfg.seed,
+        },
+        "training": asdict(fit_cfg),
+        "metrics": metrics,
+        "open_set": open_set_report,
+    }
+    return model, card, arrays
+
+
+def _kinivi_classes_present(classes: list[str]) -> bool:
+    return any(name in classes for name in landmark_data.KINIVI_TO_BARON.values())
+
+
+def add_fit_flags(parser: argparse.ArgumentParser, defaults: landmark_aae.FitConfig) -> None:
+    parser.add_argument("--epochs", type=int, default=defaults.epochs, help="training epochs (default %(default)s)")
+    parser.add_argument("--hidden", type=int, default=defaults.hidden_dim, help="units per hidden layer")
+    parser.add_argument("--ncode", type=int, default=defaults.code_dim, help="style code size z")
+    parser.add_argument("--bsize", type=int, default=defaults.batch_size, help="batch size")
+    parser.add_argument("--lr", type=float, default=defaults.lr, help="Adam learning rate")
+    parser.add_argument("--noise", type=float, default=defaults.noise, help="encoder input noise std while training")
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="split, label pick and init seed")
+    parser.add_argument("--threads", type=int, default=defaults.threads, help="torch CPU threads (small MLPs: 1)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def fit_config_from(args: argparse.Namespace) -> landmark_aae.FitConfig:
+    return landmark_aae.FitConfig(
+        code_dim=args.ncode,
+        hidden_dim=args.hidden,
+        epochs=args.epochs,
+        batch_size=args.bsize,
+        lr=args.lr,
+        noise=args.noise,
+        seed=args.seed,
+        threads=args.threads,
+        progress=not args.quiet,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m aae.gestures", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="runs/models/gesture", help="output folder (model.pt + model_card.json)")
+    labels = parser.add_mutually_exclusive_group()
+    labels.add_argument("--label_fraction", type=float, help="share of training rows that keep their label")
+    labels.add_argument("--nlabels", type=int, help="total labelled training rows, spread over the classes")
+    parser.add_argument("--exclude_class", help="train without this class and report how often it is flagged unknown")
+    parser.add_argument("--augment", type=int, default=2, help="jittered copies per training row (0: none)")
+    parser.add_argument("--keep", type=float, default=0.95, help="share of known shapes the open-set rule keeps")
+    add_fit_flags(parser, default_fit_config())
+    args = parser.parse_args(argv)
+    model, card, _ = train_gestures(
+        fit_config_from(args),
+        label_fraction=args.label_fraction,
+        nlabels=args.nlabels,
+        exclude_class=args.exclude_class,
+        keep=args.keep,
+        augment=args.augment,
+    )
+    out = landmark_aae.save(args.out, model, card)
+    m, o = card["metrics"], card["open_set"]
+    print(f"test accuracy {m['test_accuracy']:.4f} ({m['test_rows']} rows)")
+    if "kinivi_accuracy" in m:
+        print(f"kinivi (another person) accuracy {m['kinivi_accuracy']:.4f} ({m['kinivi_rows']} rows)")
+    print(f"calibration ECE {m['test_ece_raw']:.4f} -> {m['test_ece_calibrated']:.4f} (T={o['temperature']:.2f})")
+    print(f"open set: known shapes flagged unknown {o['known_test_unknown_rate']:.3f}")
+    if "held_out_class" in o:
+        print(f"open set: unseen class {o['held_out_class']} flagged unknown {o['held_out_class_unknown_rate']:.3f}")
+    print(f"wrote {out}/{landmark_aae.CHECKPOINT} and {out}/{landmark_aae.MODEL_CARD} in {m['train_seconds']} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

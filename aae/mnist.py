@@ -1,0 +1,352 @@
+"""MNIST data and the reference experiments' CLI (conan7882/adversarial-autoencoders, aae_mnist.py).
+
+    python -m aae.mnist --train_semisupervised --maxepoch 5 --save_path runs/mnist
+    python -m aae.mnist --train --dist_type gmm --label --save_path runs/gmm_label
+    python -m aae.mnist --viz --save_path runs/gmm_label          # latest epoch; --load N for epoch N
+
+Every reference flag keeps its meaning and default; `--load` defaults to the latest checkpoint
+(the reference's 99 was the last epoch of its 100-epoch runs). Added: --data_dir, --save_path,
+--nlabels, --seed, --device, --threads, and subset sizes for quick runs. This file only parses
+arguments and wires the library (`aae.model`, `aae.train`, `aae.evaluate`, `aae.plots`) together.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import re
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from aae import evaluate, plots
+from aae.model import AAEConfig, build_model, load_checkpoint, read_checkpoint, save_checkpoint
+from aae.priors import PRIORS
+from aae.train import TrainConfig, Trainer
+from latentcast.assets import resolve
+from latentcast.errors import UserError, run_cli
+
+IMAGE_SHAPE = (28, 28)
+N_CLASSES = 10
+CHECKPOINT_PATTERN = re.compile(r"^aae-epoch-(\d+)\.pt$")
+TRAINER_STATE = "trainer-state.pt"
+LABELS_FOR_LABEL_VARIANT = 10000  # the reference's --train --label uses 10000 labelled images
+
+
+# --- data ---------------------------------------------------------------------------------------
+def _read_idx(path: Path) -> np.ndarray:
+    """Parse an IDX file (gzip): magic, dims, then unsigned bytes."""
+    with gzip.open(path, "rb") as stream:
+        data = stream.read()
+    n_dims = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(n_dims))
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * n_dims).reshape(shape)
+
+
+def load_mnist(split: str, data_dir: str | Path | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images [N, 784] float32 in [-1, 1], labels [N] int64) for split "train" or "test".
+
+    Files come from `latentcast.assets.resolve` (checksum-verified): `data_dir` if given, else the
+    mirror / cache / download chain.
+    """
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise UserError(f"--data_dir {data_dir} is not a directory: give the folder holding the four MNIST .gz files")
+    prefix = {"train": "train", "test": "t10k"}[split]
+    images = _read_idx(resolve(f"data/mnist/{prefix}-images-idx3-ubyte.gz", data_dir))
+    labels = _read_idx(resolve(f"data/mnist/{prefix}-labels-idx1-ubyte.gz", data_dir))
+    x = torch.from_numpy(images.reshape(len(images), -1).astype(np.float32) / 255.0 * 2.0 - 1.0)
+    return x, torch.from_numpy(labels.astype(np.int64))
+
+
+def keep_labels(labels: torch.Tensor, n_labelled: int, seed: int = 0) -> torch.Tensor:
+    """Copy of `labels` with all but `n_labelled` rows set to -1, balanced over classes (as the paper)."""
+    generator = torch.Generator().manual_seed(seed)
+    out = torch.full_like(labels, -1)
+    if n_labelled <= 0:
+        return out
+    if n_labelled >= len(labels):
+        return labels.clone()
+    classes = labels.unique()
+    per_class, extra = divmod(min(n_labelled, len(labels)), len(classes))
+    for i, c in enumerate(classes):
+        rows = (labels == c).nonzero().squeeze(1)
+        rows = rows[torch.randperm(len(rows), generator=generator)][: per_class + (1 if i < extra else 0)]
+        out[rows] = c
+    return out
+
+
+# --- CLI ----------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m aae.mnist", description=__doc__.splitlines()[0])
+    mode = p.add_argument_group("what to run (the reference's flags)")
+    mode.add_argument("--train", action="store_true", help="train the model of Fig 1 and 3 in the paper")
+    mode.add_argument("--train_supervised", action="store_true", help="train the model of Fig 6 in the paper")
+    mode.add_argument("--train_semisupervised", action="store_true", help="train the model of Fig 8 in the paper")
+    mode.add_argument("--label", action="store_true", help="incorporate label info (Fig 3 in the paper)")
+    mode.add_argument("--generate", action="store_true", help="sample images from a trained model")
+    mode.add_argument("--viz", action="store_true", help="visualise a trained model when ncode=2")
+    mode.add_argument("--supervise", action="store_true", help="sample from the supervised model (Fig 6)")
+    mode.add_argument("--load", type=int, default=None, help="epoch id to restore (default: the latest)")
+    model = p.add_argument_group("model and training (reference defaults)")
+    model.add_argument("--ncode", type=int, default=2, help="dimension of the code z")
+    model.add_argument("--dist_type", default="gaussian", help=f"prior on z: {' or '.join(PRIORS)}")
+    model.add_argument("--noise", action="store_true", help="add Gaussian noise (std 0.6) to the encoder input")
+    model.add_argument("--lr", type=float, default=2e-4, help="initial learning rate")
+    model.add_argument("--dropout", type=float, default=1.0, help="keep probability for dropout")
+    model.add_argument("--bsize", type=int, default=128, help="batch size")
+    model.add_argument("--maxepoch", type=int, default=100, help="number of epochs")
+    model.add_argument("--encw", type=float, default=1.0, help="weight of the autoencoder loss")
+    model.add_argument("--genw", type=float, default=6.0, help="weight of the z generator loss")
+    model.add_argument("--disw", type=float, default=6.0, help="weight of the z discriminator loss")
+    model.add_argument("--clsw", type=float, default=1.0, help="weight of the semi-supervised loss")
+    model.add_argument("--ygenw", type=float, default=6.0, help="weight of the y generator loss")
+    model.add_argument("--ydisw", type=float, default=6.0, help="weight of the y discriminator loss")
+    extra = p.add_argument_group("latentcast additions")
+    extra.add_argument("--data_dir", default=None, help="folder with the MNIST .gz files (default: asset resolver)")
+    extra.add_argument("--save_path", default="runs/mnist", help="output folder (checkpoints, figures, metrics)")
+    extra.add_argument("--nlabels", type=int, default=1000, help="labelled images for --train_semisupervised")
+    extra.add_argument("--cls_every", type=int, default=1, help="semi-supervised: classification step every N steps")
+    extra.add_argument("--seed", type=int, default=0, help="random seed (runs on CPU repeat exactly)")
+    extra.add_argument("--device", default="cpu", help="cpu or cuda")
+    extra.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
+    extra.add_argument("--max_train", type=int, default=0, help="use only the first N training images (0: all)")
+    extra.add_argument("--max_test", type=int, default=0, help="use only the first N test images (0: all)")
+    extra.add_argument("--n_valid", type=int, default=10000, help="--train: images held out to choose Parzen sigma")
+    extra.add_argument("--parzen_samples", type=int, default=10000, help="--train: samples for the Parzen estimate")
+    extra.add_argument("--plot_every", type=int, default=10, help="write figures every N epochs (and at the end)")
+    extra.add_argument("--no_progress", action="store_true", help="no tqdm bar (for logs)")
+    return p
+
+
+def validate(args: argparse.Namespace) -> str:
+    """Check flag combinations; return the mode. Raises UserError with the fix."""
+    modes = [m for m in ("train", "train_supervised", "train_semisupervised", "generate", "viz") if getattr(args, m)]
+    if len(modes) != 1:
+        raise UserError(
+            "give exactly one of --train, --train_supervised, --train_semisupervised, --generate, --viz"
+            + (f" (got {', '.join('--' + m for m in modes)})" if modes else "")
+        )
+    if args.dist_type not in PRIORS:
+        raise UserError(f"unknown --dist_type {args.dist_type!r}: use one of {', '.join(PRIORS)}")
+    if args.dist_type == "gmm" and args.ncode % 2:
+        raise UserError(f"--dist_type gmm needs an even --ncode (pairs of 2-D components), got {args.ncode}")
+    if args.viz and args.ncode != 2:
+        raise UserError(f"--viz draws the 2-D code space: it needs --ncode 2, got {args.ncode}")
+    if args.device not in ("cpu", "cuda"):
+        raise UserError(f"unknown --device {args.device!r}: use cpu or cuda")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda but torch sees no CUDA GPU: use --device cpu or install a CUDA build of torch")
+    if not 0.0 < args.dropout <= 1.0:
+        raise UserError(f"--dropout is a keep probability in (0, 1], got {args.dropout}")
+    for name in ("ncode", "bsize", "maxepoch", "cls_every"):
+        if getattr(args, name) <= 0:
+            raise UserError(f"--{name} must be positive, got {getattr(args, name)}")
+    return modes[0]
+
+
+def available_epochs(save_path: Path) -> list[int]:
+    if not save_path.is_dir():
+        return []
+    found = (CHECKPOINT_PATTERN.match(p.name) for p in save_path.iterdir())
+    return sorted(int(m.group(1)) for m in found if m)
+
+
+def checkpoint_path(save_path: Path, epoch: int | None) -> Path:
+    """Path of epoch `epoch`'s checkpoint (latest when None); one-line error listing what exists."""
+    epochs = available_epochs(save_path)
+    if not epochs:
+        raise UserError(f"no checkpoints (aae-epoch-N.pt) in {save_path}: train first or give the right --save_path")
+    if epoch is None:
+        epoch = epochs[-1]
+    if epoch not in epochs:
+        shown = ", ".join(map(str, epochs)) if len(epochs) <= 20 else f"{epochs[0]}..{epochs[-1]}"
+        raise UserError(f"--load {epoch}: no such epoch in {save_path}; available epochs: {shown}")
+    return save_path / f"aae-epoch-{epoch}.pt"
+
+
+def _subset(x: torch.Tensor, y: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    return (x[:n], y[:n]) if n > 0 else (x, y)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def train_main(args: argparse.Namespace, mode: str) -> dict:
+    """Train one of the variants, evaluating, checkpointing and plotting as it goes."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    save_path = Path(args.save_path)
+    save_path.mkdir(parents=True, exist_ok=True)
+    device = torch.device(args.device)
+    x_train, y_train = _subset(*load_mnist("train", args.data_dir), args.max_train)
+    x_test, y_test = _subset(*load_mnist("test", args.data_dir), args.max_test)
+    x_valid = None
+    variant = {"train": "label" if args.label else "unsupervised", "train_supervised": "supervised"}.get(
+        mode, "semisupervised"
+    )
+    if variant in ("unsupervised", "label") and args.n_valid > 0:
+        n_valid = min(args.n_valid, len(x_train) // 2)  # Parzen sigma is chosen on images training never saw
+        x_valid, x_train, y_train = x_train[-n_valid:], x_train[:-n_valid], y_train[:-n_valid]
+    if variant == "supervised":
+        labels = y_train.clone()
+    elif variant == "semisupervised":
+        labels = keep_labels(y_train, args.nlabels, args.seed)
+    elif variant == "label":
+        labels = keep_labels(y_train, LABELS_FOR_LABEL_VARIANT, args.seed)
+    else:
+        labels = torch.full_like(y_train, -1)
+    milestones = (150, 200) if variant == "semisupervised" else (101, 301)  # the reference's lr schedule
+
+    torch.manual_seed(args.seed)
+    cfg = AAEConfig(
+        input_dim=x_train.shape[1],
+        n_classes=N_CLASSES,
+        code_dim=args.ncode,
+        variant=variant,
+        prior=args.dist_type,
+        dropout_keep=args.dropout,
+        noise=0.6 if args.noise else 0.0,
+    )
+    model = build_model(cfg).to(device)
+    tcfg = TrainConfig(
+        epochs=args.maxepoch,
+        batch_size=args.bsize,
+        lr=args.lr,
+        encw=args.encw,
+        genw=args.genw,
+        disw=args.disw,
+        clsw=args.clsw,
+        ygenw=args.ygenw,
+        ydisw=args.ydisw,
+        cls_every=args.cls_every,
+        lr_milestones=milestones,
+        seed=args.seed,
+        progress=not args.no_progress,
+    )
+    trainer = Trainer(model, tcfg)
+    metrics_path = save_path / "metrics.json"
+    history: list[dict] = []
+    if args.load is not None:
+        history = _resume(save_path, args.load, model, trainer, metrics_path)
+    x_train, labels, x_test_dev = x_train.to(device), labels.to(device), x_test.to(device)
+    writer = SummaryWriter(str(save_path))
+    metrics = {
+        "experiment": mode,
+        "variant": variant,
+        "args": vars(args),
+        "config": asdict(cfg),
+        "n_train": len(x_train),
+        "n_labelled": int((labels >= 0).sum()),
+        "n_test": len(x_test),
+        "machine": _machine(),
+    }
+    started = time.perf_counter() - (history[-1]["wall_s"] if history else 0.0)
+
+    def log_step(step: int, losses: dict[str, float]) -> None:
+        for name, value in losses.items():
+            writer.add_scalar(f"train/{name}", value, step)
+
+    while trainer.epoch < args.maxepoch:
+        epoch = trainer.epoch  # 0-based id, as the reference's checkpoints
+        losses = trainer.train_epoch(x_train, labels, on_log=log_step)
+        row = {"epoch": epoch, **losses, "test_recon": evaluate.reconstruction_error(model, x_test_dev, y_test)}
+        if cfg.has_classifier:
+            row["test_error"] = evaluate.classification_error(model, x_test_dev, y_test)
+        row["wall_s"] = round(time.perf_counter() - started, 1)
+        history.append(row)
+        for name in ("test_recon", "test_error"):
+            if name in row:
+                writer.add_scalar(f"test/{name}", row[name], epoch)
+        writer.flush()
+        save_checkpoint(save_path / f"aae-epoch-{epoch}.pt", model, epoch=epoch, history=history)
+        save_checkpoint(save_path / TRAINER_STATE, model, epoch=epoch, trainer=trainer.state_dict())
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch", "lr"))
+        print(f"epoch {epoch}: {shown}", flush=True)
+        last = trainer.epoch >= args.maxepoch
+        if last or (epoch + 1) % args.plot_every == 0:
+            figures(model, x_test_dev, y_test, save_path, history)
+        if last and x_valid is not None:
+            metrics.update(evaluate.parzen_evaluate(model, x_valid, x_test, args.parzen_samples, seed=args.seed))
+            writer.add_scalar("test/parzen_log_likelihood", metrics["parzen_log_likelihood"], epoch)
+        metrics.update({"history": history, "epochs_done": trainer.epoch, "wall_s": row["wall_s"]})
+        metrics["final"] = {k: v for k, v in row.items() if k.startswith("test_")}
+        if "parzen_log_likelihood" in metrics:
+            metrics["final"]["parzen_log_likelihood"] = metrics["parzen_log_likelihood"]
+        _write_json(metrics_path, metrics)
+    writer.close()
+    print(f"wrote {save_path}: metrics.json, figures, checkpoints aae-epoch-0..{trainer.epoch - 1}.pt")
+    return metrics
+
+
+def _resume(save_path: Path, epoch: int, model, trainer: Trainer, metrics_path: Path) -> list[dict]:
+    """Restore epoch `epoch` (weights; optimiser state too when it is the latest run's state)."""
+    payload = read_checkpoint(checkpoint_path(save_path, epoch))
+    if payload["config"] != asdict(model.cfg):
+        raise UserError(f"--load {epoch}: that checkpoint's model differs from these flags; use the same flags")
+    model.load_state_dict(payload["state_dict"])
+    state_file = save_path / TRAINER_STATE
+    state = read_checkpoint(state_file) if state_file.is_file() else None
+    if state is not None and state.get("epoch") == epoch:
+        trainer.load_state_dict(state["trainer"])
+    else:
+        trainer.epoch, trainer.global_step = epoch + 1, 0
+        print(f"resuming from epoch {epoch} weights with fresh optimisers (no matching {TRAINER_STATE})")
+    return [h for h in payload.get("history", []) if h["epoch"] <= epoch]
+
+
+def figures(model, x_test: torch.Tensor, y_test: torch.Tensor, save_path: Path, history: list[dict]) -> None:
+    """generate_im.png, latent.png, manifold image(s), curves.png."""
+    plots.generate_grid(model, save_path / "generate_im.png", IMAGE_SHAPE)
+    _, z = evaluate.encode_all(model, x_test)
+    plots.latent_scatter(
+        z, y_test, save_path / "latent.png", f"test-set codes z ({model.cfg.variant}, {model.cfg.prior})"
+    )
+    if model.cfg.code_dim == 2:
+        plots.manifold_images(model, save_path, IMAGE_SHAPE)
+    if history:
+        plots.training_curves(history, save_path / "curves.png")
+
+
+def _machine() -> str:
+    import os
+    import platform
+
+    return (
+        f"{platform.machine()} {os.cpu_count()} CPU cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    mode = validate(args)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    save_path = Path(args.save_path)
+    if mode.startswith("train"):
+        train_main(args, mode)
+        return 0
+    model = load_checkpoint(checkpoint_path(save_path, args.load), map_location=args.device)
+    if args.supervise and model.cfg.variant != "supervised":
+        raise UserError(f"--supervise samples a supervised model, but {save_path} holds a {model.cfg.variant} one")
+    if mode == "viz" and model.cfg.code_dim != 2:
+        raise UserError(f"--viz needs a model with a 2-D code; {save_path} has ncode {model.cfg.code_dim}")
+    if mode == "generate":
+        print(f"wrote {plots.generate_grid(model, save_path / 'generate_im.png', IMAGE_SHAPE)}")
+        return 0
+    x_test, y_test = _subset(*load_mnist("test", args.data_dir), args.max_test)
+    figures(model, x_test.to(args.device), y_test, save_path, [])
+    print(f"wrote {save_path}/latent.png and manifold image(s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

@@ -1,0 +1,213 @@
+"""Gesture encoder quality: held-out and cross-person accuracy, labels sweep vs a supervised MLP, open set, real media.
+
+    python benchmarks/gesture_quality.py                 # all parts, a few minutes on 2 cores
+    python benchmarks/gesture_quality.py --quick         # fewer epochs, smoke run
+
+Trains on baron105 (11 gestures), tests on its held-out split and on kinivi (another recorder,
+4 matching classes). The semi-supervised AAE sees 1, 5, 10 and 100 % of the training labels; a
+plain supervised MLP of the same size sees all of them. Goal: AAE at 10 % within 1 point of the MLP.
+Open set: train without one class, count how often that class is flagged unknown. Real media:
+MediaPipe + latentcast.features on the thumbs-up photos and the hand clip. Prints the figures and
+writes JSON (default runs/benchmarks/gesture_quality.json) plus confusion-matrix PNGs next to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from aae import landmark_aae, landmark_data
+from aae.gestures import default_fit_config, train_gestures
+from latentcast.errors import run_cli
+
+LABEL_FRACTIONS = (0.01, 0.05, 0.10, 1.0)
+THUMBS_UP_PHOTOS = ("data/images/hands/hand_thumb_up.jpg", "data/images/hands/thumbs-up.png")
+HAND_CLIP = "data/video/hand_landmarker_test_video.mp4"
+
+
+def train_mlp(x: np.ndarray, y: np.ndarray, n_classes: int, cfg: landmark_aae.FitConfig) -> torch.nn.Module:
+    """The baseline: a plain supervised MLP (same hidden size as the AAE encoder), cross-entropy, Adam."""
+    torch.manual_seed(cfg.seed)
+    h = cfg.hidden_dim
+    net = torch.nn.Sequential(
+        torch.nn.Linear(x.shape[1], h),
+        torch.nn.ReLU(),
+        torch.nn.Linear(h, h),
+        torch.nn.ReLU(),
+        torch.nn.Linear(h, n_classes),
+    )
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    xt, yt = torch.as_tensor(x), torch.as_tensor(y)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    for _ in range(cfg.epochs):
+        for index in torch.randperm(len(xt), generator=generator).split(cfg.batch_size):
+            loss = torch.nn.functional.cross_entropy(net(xt[index]), yt[index])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return net.eval()
+
+
+@torch.no_grad()
+def mlp_probs(net: torch.nn.Module, x: np.ndarray) -> np.ndarray:
+    return torch.softmax(net(torch.as_tensor(x, dtype=torch.float32)), dim=1).numpy()
+
+
+def mlp_baseline(cfg: landmark_aae.FitConfig, augment: int) -> dict:
+    """Same split as train_gestures (same seed), all training labels."""
+    data = landmark_data.load_hand_set("baron105")
+    rest, test = landmark_data.stratified_split(data.y, 0.2, seed=cfg.seed)
+    train_i, _ = landmark_data.stratified_split(data.y[rest], 0.1 / 0.8, seed=cfg.seed)
+    train = data.subset(rest[train_i])
+    x, y = train.x, train.y
+    if augment > 0:
+        x, y = landmark_data.augment_hands(x, y, copies=augment, seed=cfg.seed)
+    net = train_mlp(x, y, len(data.classes), cfg)
+    kinivi = landmark_data.load_kinivi_as_baron(data.classes)
+    return {
+        "test_accuracy": landmark_aae.accuracy(mlp_probs(net, data.x[test]), data.y[test]),
+        "kinivi_accuracy": landmark_aae.accuracy(mlp_probs(net, kinivi.x), kinivi.y),
+        "labelled_rows": len(train),
+    }
+
+
+def plot_confusion(matrix: np.ndarray, classes: list[str], title: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = matrix.sum(axis=1, keepdims=True)
+    share = matrix / np.where(rows > 0, rows, 1)
+    fig, ax = plt.subplots(figsize=(7, 6))
+    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(classes)), classes, rotation=60, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    for i, j in zip(*np.nonzero(matrix), strict=True):
+        ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=7, color="k" if share[i, j] < 0.6 else "w")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def real_media(model, classes: list[str]) -> dict:
+    """MediaPipe + the run-time feature function on the thumbs-up photos and the hand clip."""
+    from aae.landmark_data import hand_features_from_image, hand_features_from_video
+
+    out: dict = {"photos": {}}
+    for key in THUMBS_UP_PHOTOS:
+        features = hand_features_from_image(key)
+        if not len(features):
+            out["photos"][key] = {"hands": 0}
+            continue
+        probs, _ = landmark_aae.encode(model, features)
+        out["photos"][key] = {"hands": len(features), "predicted": [classes[int(i)] for i in probs.argmax(axis=1)]}
+    features, frames = hand_features_from_video(HAND_CLIP)
+    probs, _ = landmark_aae.encode(model, features) if len(features) else (np.zeros((0, len(classes))), None)
+    sequence = probs.argmax(axis=1)
+    out["clip"] = {
+        "frames": frames,
+        "frames_with_hand": len(features),
+        "share_per_class": {classes[c]: float(np.mean(sequence == c)) for c in np.unique(sequence)},
+        "stability": float(np.mean(sequence[1:] == sequence[:-1])) if len(sequence) > 1 else float("nan"),
+    }
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("runs/benchmarks/gesture_quality.json"))
+    parser.add_argument("--epochs", type=int, default=default_fit_config().epochs)
+    parser.add_argument("--hidden", type=int, default=default_fit_config().hidden_dim)
+    parser.add_argument("--augment", type=int, default=2)
+    parser.add_argument("--holdout", nargs="*", default=["horns", "ok"], help="open-set classes")
+    parser.add_argument("--quick", action="store_true", help="10 epochs, one open-set class: a smoke run")
+    parser.add_argument("--skip_media", action="store_true", help="skip the MediaPipe part")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.epochs, args.holdout = 10, args.holdout[:1]
+    cfg = default_fit_config()
+    cfg.hidden_dim, cfg.epochs, cfg.progress = args.hidden, args.epochs, False
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    report: dict = {
+        "config": {"epochs": args.epochs, "hidden": args.hidden, "augment": args.augment, "noise": cfg.noise}
+    }
+    report["aae"] = {}
+
+    models = {}
+    for fraction in tqdm(LABEL_FRACTIONS, desc="labels sweep"):
+        model, card, arrays = train_gestures(cfg, label_fraction=fraction, augment=args.augment)
+        models[fraction] = (model, card, arrays)
+        report["aae"][f"{fraction:.2f}"] = {
+            k: card["metrics"][k] for k in ("test_accuracy", "kinivi_accuracy", "train_seconds", "test_ece_calibrated")
+        } | {"labelled_rows": card["data"]["labelled_rows"]}
+    report["mlp_all_labels"] = mlp_baseline(cfg, args.augment)
+
+    model, card, arrays = models[0.10]
+    classes = card["classes"]
+    for name, probs, labels in (
+        ("test", arrays["test_probs"], arrays["test_y"]),
+        ("kinivi", arrays["kinivi_probs"], arrays["kinivi_y"]),
+    ):
+        matrix = landmark_aae.confusion(probs, labels, len(classes))
+        png = args.out.with_name(f"gesture_confusion_{name}.png")
+        plot_confusion(matrix, classes, f"AAE, 10 % labels, {name} ({len(labels)} rows)", png)
+        report[f"confusion_{name}"] = {"classes": classes, "matrix": matrix.tolist(), "png": str(png)}
+    report["open_set_known"] = card["open_set"]
+
+    report["open_set_held_out"] = {}
+    for held in tqdm(args.holdout, desc="open set"):
+        _, held_card, _ = train_gestures(cfg, label_fraction=0.10, exclude_class=held, augment=args.augment)
+        o = held_card["open_set"]
+        report["open_set_held_out"][held] = {
+            "unseen_flagged_unknown": o["held_out_class_unknown_rate"],
+            "unseen_flagged_unknown_confidence_only": o["held_out_class_unknown_rate_confidence_only"],
+            "known_flagged_unknown": o["known_test_unknown_rate"],
+        }
+
+    if not args.skip_media:
+        report["real_media"] = real_media(model, classes)
+
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print_report(report)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def print_report(report: dict) -> None:
+    mlp = report["mlp_all_labels"]
+    print(f"{'labels':>8} {'test acc':>9} {'kinivi acc':>11}")
+    for fraction, row in report["aae"].items():
+        print(f"{float(fraction) * 100:7.0f}% {row['test_accuracy']:9.4f} {row['kinivi_accuracy']:11.4f}  (AAE)")
+    print(f"{100:7.0f}% {mlp['test_accuracy']:9.4f} {mlp['kinivi_accuracy']:11.4f}  (supervised MLP)")
+    gap = (mlp["test_accuracy"] - report["aae"]["0.10"]["test_accuracy"]) * 100
+    print(f"AAE at 10 % labels is {gap:+.2f} points below the MLP on held-out baron105 (goal: <= 1)")
+    for held, row in report["open_set_held_out"].items():
+        print(
+            f"open set, unseen {held}: flagged unknown {row['unseen_flagged_unknown']:.3f} "
+            f"(confidence only {row['unseen_flagged_unknown_confidence_only']:.3f}); "
+            f"known flagged {row['known_flagged_unknown']:.3f}"
+        )
+    media = report.get("real_media")
+    if media:
+        for key, row in media["photos"].items():
+            print(f"{key}: {row}")
+        clip = media["clip"]
+        print(
+            f"clip: {clip['frames_with_hand']}/{clip['frames']} frames with a hand, stability {clip['stability']:.3f}"
+        )
+        print("clip share per class: " + ", ".join(f"{k} {v:.2f}" for k, v in clip["share_per_class"].items()))
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

@@ -1,0 +1,172 @@
+"""INT8 quantization of an exported encoder: symmetric QDQ, calibrated on real features, that TensorRT accepts.
+
+TensorRT's explicit quantization reads Q/DQ nodes straight from the ONNX graph and requires them
+symmetric (every zero point 0, signed int8 for weights and activations); its implicit IInt8
+calibrators are deprecated since 10.1. onnxruntime's `quantize_static` writes exactly that with
+`QuantFormat.QDQ`, `QInt8` and `ActivationSymmetric`/`WeightSymmetric`. Weights get one scale per
+output channel by default (TensorRT supports that axis; it kept INT8 closer to FP32 on the other
+recorder's hands in benchmarks/encoder_bench.py). The same file runs in onnxruntime on the CPU.
+
+    python -m export.quantize encoder.onnx --calib runs/calib/gesture.npz --method entropy
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from calibration.sets import load_set, make_reader
+from latentcast.errors import UserError, run_cli
+
+METHODS = ("minmax", "entropy", "percentile")
+KEEP_FLOAT_OPS = {"Softmax"}
+
+
+def _method(name: str):
+    from onnxruntime.quantization import CalibrationMethod
+
+    table = {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }
+    if name.lower() not in table:
+        raise UserError(f"unknown calibration method {name!r}: choose one of {', '.join(METHODS)}")
+    return table[name.lower()]
+
+
+def calibrator_options(method: str, percentile: float = 99.999) -> dict:
+    """Calibrator settings per method. Entropy needs more histogram bins than quantized bins: onnxruntime's
+    defaults (128 and 128) leave a single candidate threshold, the full range, so "entropy" would silently
+    equal "minmax"; 2048 bins searched down to 128 levels is TensorRT's classic setting."""
+    return {
+        "minmax": {"symmetric": True},
+        "entropy": {"num_bins": 2048, "num_quantized_bins": 128},
+        "percentile": {"symmetric": True, "num_bins": 2048, "percentile": percentile},
+    }[method]
+
+
+def quantize_encoder(
+    fp32_path: str | Path,
+    int8_path: str | Path,
+    features: np.ndarray,
+    method: str = "minmax",
+    per_channel: bool = True,
+    percentile: float = 99.999,
+) -> Path:
+    """Write a symmetric-QDQ INT8 copy of `fp32_path`, calibrated on `features` [N, D]; checks the zero points.
+
+    Ranges are computed here with onnxruntime's own calibrator (so the method's settings are ours, see
+    `calibrator_options`) and handed to `quantize_static` as its calibration cache.
+    """
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    calibration_method = _method(method)
+    int8_path = Path(int8_path)
+    int8_path.parent.mkdir(parents=True, exist_ok=True)
+    # Bias stays float (TensorRT fuses it itself and takes only int8 Q/DQ); the softmax output stays float so
+    # the class probabilities keep their resolution (int8 would round them to 1/127).
+    extra = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False}
+    with tempfile.TemporaryDirectory() as scratch:
+        prepared = Path(scratch) / "prepared.onnx"
+        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        op_types = sorted(_op_types(prepared) - KEEP_FLOAT_OPS)
+        calibrator = create_calibrator(
+            prepared,
+            op_types,
+            augmented_model_path=str(Path(scratch) / "augmented.onnx"),
+            calibrate_method=calibration_method,
+            extra_options=calibrator_options(method.lower(), percentile),
+        )
+        calibrator.collect_data(make_reader(features))
+        ranges = Path(scratch) / "ranges.json"
+        save_tensors_data(calibrator.compute_data(), ranges)
+        quantize_static(
+            str(prepared),
+            str(int8_path),
+            None,
+            quant_format=QuantFormat.QDQ,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            per_channel=per_channel,
+            calibrate_method=calibration_method,
+            extra_options=extra,
+            op_types_to_quantize=op_types,
+            calibration_cache_path=ranges,
+        )
+    bad = nonzero_zero_points(int8_path)
+    if bad:
+        raise RuntimeError(f"{int8_path} is not symmetric, TensorRT would reject it: nonzero zero points {bad}")
+    return int8_path
+
+
+def _op_types(path: Path) -> set[str]:
+    import onnx
+
+    return {node.op_type for node in onnx.load(str(path)).graph.node}
+
+
+def zero_points(path: str | Path) -> dict[str, np.ndarray]:
+    """Every QuantizeLinear/DequantizeLinear zero point in the graph, by initializer name."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    init = {t.name: t for t in model.graph.initializer}
+    found: dict[str, np.ndarray] = {}
+    for node in model.graph.node:
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear") and len(node.input) >= 3:
+            name = node.input[2]
+            if name not in init:
+                raise UserError(f"{path}: zero point {name} is not a constant: TensorRT needs constant Q/DQ parameters")
+            found[name] = numpy_helper.to_array(init[name])
+    return found
+
+
+def nonzero_zero_points(path: str | Path) -> list[str]:
+    """Names of zero points that are not all 0 (empty list: the graph is symmetric)."""
+    return [name for name, value in zero_points(path).items() if np.any(value != 0)]
+
+
+def qdq_summary(path: str | Path) -> dict:
+    """How many Q/DQ pairs, and of which integer type: for reports and the model card."""
+    import onnx
+
+    model = onnx.load(str(path))
+    ops = [n.op_type for n in model.graph.node]
+    types = {str(v.dtype) for v in zero_points(path).values()}
+    return {
+        "quantize": ops.count("QuantizeLinear"),
+        "dequantize": ops.count("DequantizeLinear"),
+        "types": sorted(types),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m export.quantize", description=__doc__.splitlines()[0])
+    parser.add_argument("encoder", type=Path, help="FP32 encoder.onnx")
+    parser.add_argument("--calib", type=Path, required=True, help="calibration set (.npz + .json, calibration.sets)")
+    parser.add_argument("--method", choices=METHODS, default="minmax")
+    parser.add_argument("--per_tensor", action="store_true", help="one weight scale per layer (default: per channel)")
+    parser.add_argument("--out", type=Path, help="INT8 file (default: encoder.int8.onnx beside the input)")
+    args = parser.parse_args(argv)
+    if not args.encoder.is_file():
+        raise UserError(f"{args.encoder} does not exist: export it first with python -m export.onnx")
+    out = args.out or args.encoder.with_name(args.encoder.stem + ".int8.onnx")
+    calib = load_set(args.calib)
+    quantize_encoder(args.encoder, out, calib.features, args.method, not args.per_tensor)
+    print(
+        f"wrote {out}: {qdq_summary(out)}, all zero points 0, calibrated on {len(calib.features)} rows ({args.method})"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

@@ -1,0 +1,218 @@
+"""Build TensorRT engines (FP16, and INT8 from the QDQ graph) from a bundle's encoders, on the device.
+
+TensorRT exists only where NVIDIA ships it (JetPack on a Jetson, NVIDIA's index on a workstation
+with a GPU); where `import tensorrt` fails this command says so in one line and builds nothing. No
+engine is ever faked. INT8 uses explicit quantization: the Q/DQ scales calibrated on the workstation
+(export.quantize) are in the graph, so no calibrator runs here (IInt8 calibrators are deprecated
+since TensorRT 10.1). Every build uses one optimisation profile for batch 1..4 (opt 1: the edge
+encodes one face or up to four hands), a timing cache that makes rebuilds fast, and writes the
+engine, a build log and the equivalent `trtexec` command.
+
+    python -m export.tensorrt BUNDLE          # every model: encoder.engine (FP16), encoder.int8.engine (INT8)
+    python -m export.tensorrt encoder.int8.onnx --precision int8 --out engines/
+
+Engines land beside the ONNX they come from (`models/<name>/encoder.int8.engine`), where the edge
+loop looks for them; bundle verification ignores these device-built files (latentcast.bundle).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from latentcast.errors import UserError, run_cli
+
+PRECISIONS = ("fp16", "int8")
+INPUT_NAME = "features"
+
+
+@dataclass
+class EngineSpec:
+    """One engine to build: which ONNX, what precision, the batch range of its optimisation profile."""
+
+    onnx_path: Path
+    engine_path: Path
+    precision: str = "fp16"
+    min_batch: int = 1
+    opt_batch: int = 1
+    max_batch: int = 4
+    workspace_mib: int = 256
+    timing_cache: Path | None = None
+
+
+def tensorrt_missing() -> str | None:
+    """Why TensorRT cannot be used here (one line), or None when it can."""
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError as exc:
+        return f"TensorRT is not installed here ({exc}): build engines on the Jetson (JetPack ships it)"
+    return None
+
+
+def input_width(onnx_path: Path) -> int:
+    """D of the `features` input [batch, D], read from the ONNX graph."""
+    import onnx
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    for tensor in graph.input:
+        if tensor.name == INPUT_NAME:
+            return tensor.type.tensor_type.shape.dim[1].dim_value
+    raise UserError(f"{onnx_path} has no '{INPUT_NAME}' input: give an encoder exported by export.onnx")
+
+
+def trtexec_command(spec: EngineSpec, width: int) -> str:
+    """The trtexec line that builds the same engine (for people who prefer the CLI, or to compare)."""
+    shape = lambda n: f"{INPUT_NAME}:{n}x{width}"  # noqa: E731
+    args = [
+        "trtexec",
+        f"--onnx={spec.onnx_path}",
+        f"--saveEngine={spec.engine_path}",
+        f"--minShapes={shape(spec.min_batch)}",
+        f"--optShapes={shape(spec.opt_batch)}",
+        f"--maxShapes={shape(spec.max_batch)}",
+        f"--memPoolSize=workspace:{spec.workspace_mib}M",
+        "--fp16",
+    ]
+    if spec.precision == "int8":
+        args.append("--int8")  # with Q/DQ in the graph this means explicit quantization, no calibration
+    if spec.timing_cache is not None:
+        args.append(f"--timingCacheFile={spec.timing_cache}")
+    return shlex.join(args)
+
+
+def build_engine(spec: EngineSpec) -> dict:
+    """Build and serialize one engine with the TensorRT Python API; returns what happened (also logged)."""
+    import tensorrt as trt
+
+    if spec.precision not in PRECISIONS:
+        raise UserError(f"unknown precision {spec.precision!r}: choose {' or '.join(PRECISIONS)}")
+    log_path = spec.engine_path.with_suffix(".build.log")
+    spec.engine_path.parent.mkdir(parents=True, exist_ok=True)
+    width = input_width(spec.onnx_path)
+
+    class FileLogger(trt.ILogger):
+        """TensorRT's messages to the build log (all of them) and warnings and errors to stderr."""
+
+        def __init__(self, stream):
+            trt.ILogger.__init__(self)
+            self.stream = stream
+
+        def log(self, severity, msg):
+            self.stream.write(f"[{severity.name}] {msg}\n")
+            if int(severity) <= int(trt.ILogger.Severity.WARNING):  # INTERNAL_ERROR=0 ... VERBOSE=4
+                print(f"tensorrt {severity.name}: {msg}", file=sys.stderr)
+
+    with open(log_path, "w") as log_stream:
+        logger = FileLogger(log_stream)
+        builder = trt.Builder(logger)
+        flags = 0
+        if hasattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH") and int(trt.__version__.split(".")[0]) < 10:
+            flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)  # TensorRT 8.x needs it spelt out
+        network = builder.create_network(flags)
+        parser = trt.OnnxParser(network, logger)
+        if not parser.parse_from_file(str(spec.onnx_path)):
+            errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+            raise UserError(f"TensorRT cannot parse {spec.onnx_path}: {errors}")
+        config = builder.create_builder_config()
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, spec.workspace_mib << 20)
+        config.set_flag(trt.BuilderFlag.FP16)
+        if spec.precision == "int8":
+            config.set_flag(trt.BuilderFlag.INT8)
+        profile = builder.create_optimization_profile()
+        profile.set_shape(INPUT_NAME, (spec.min_batch, width), (spec.opt_batch, width), (spec.max_batch, width))
+        config.add_optimization_profile(profile)
+        cache_bytes = spec.timing_cache.read_bytes() if spec.timing_cache and spec.timing_cache.is_file() else b""
+        cache = config.create_timing_cache(cache_bytes)
+        config.set_timing_cache(cache, ignore_mismatch=False)
+        start = time.perf_counter()
+        serialized = builder.build_serialized_network(network, config)
+        seconds = time.perf_counter() - start
+        if serialized is None:
+            raise RuntimeError(f"TensorRT failed to build {spec.engine_path.name}: see {log_path}")
+        spec.engine_path.write_bytes(bytes(serialized))
+        if spec.timing_cache is not None:
+            spec.timing_cache.parent.mkdir(parents=True, exist_ok=True)
+            spec.timing_cache.write_bytes(bytes(config.get_timing_cache().serialize()))
+    return {
+        "engine": str(spec.engine_path),
+        "onnx": str(spec.onnx_path),
+        "precision": spec.precision,
+        "profile": {"min": spec.min_batch, "opt": spec.opt_batch, "max": spec.max_batch, "width": width},
+        "build_seconds": round(seconds, 2),
+        "bytes": spec.engine_path.stat().st_size,
+        "tensorrt": trt.__version__,
+        "log": str(log_path),
+        "trtexec": trtexec_command(spec, width),
+    }
+
+
+def has_qdq(onnx_path: Path) -> bool:
+    """True for a graph with Q/DQ nodes (an INT8 export): TensorRT builds it with explicit quantization."""
+    import onnx
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    return any(node.op_type == "QuantizeLinear" for node in graph.node)
+
+
+def specs_for(source: Path, out: Path | None, precision: str, max_batch: int) -> list[EngineSpec]:
+    """Engines to build, each named like its ONNX with `.engine` (where the edge loop looks for it).
+
+    One ONNX file: one engine, INT8 when the graph has Q/DQ nodes, else FP16 (or as `precision` says).
+    A bundle: per model, `encoder.engine` (FP16, from encoder.onnx) and `encoder.int8.engine` (INT8, from
+    encoder.int8.onnx), beside the ONNX unless `out` is given.
+    """
+    if source.is_file() and source.suffix == ".onnx":
+        out = out or source.parent
+        chosen = precision if precision != "auto" else ("int8" if has_qdq(source) else "fp16")
+        cache = out / "tensorrt.timing.cache"
+        return [EngineSpec(source, out / f"{source.stem}.engine", chosen, max_batch=max_batch, timing_cache=cache)]
+    from latentcast.bundle import open_bundle
+
+    bundle = open_bundle(source)
+    cache = (out or bundle.root) / "tensorrt.timing.cache"
+    specs = []
+    for name in bundle.models:
+        for each in PRECISIONS if precision == "auto" else (precision,):
+            onnx_path = bundle.encoder(name, int8=each == "int8")
+            engine = (out / name if out else onnx_path.parent) / onnx_path.with_suffix(".engine").name
+            specs.append(EngineSpec(onnx_path, engine, each, max_batch=max_batch, timing_cache=cache))
+    return specs
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m export.tensorrt", description=__doc__.splitlines()[0])
+    parser.add_argument("source", type=Path, help="bundle directory/.tar.gz, or one encoder .onnx")
+    parser.add_argument("--out", type=Path, help="folder for engines, logs, timing cache (default: beside the ONNX)")
+    parser.add_argument(
+        "--precision",
+        choices=[*PRECISIONS, "auto"],
+        default="auto",
+        help="auto: both for a bundle, by graph for a file",
+    )
+    parser.add_argument("--max_batch", type=int, default=4, help="largest batch of the optimisation profile")
+    args = parser.parse_args(argv)
+    specs = specs_for(args.source, args.out, args.precision, args.max_batch)
+    missing = tensorrt_missing()
+    if missing:
+        for spec in specs:  # still useful: what to run where TensorRT exists
+            print(f"equivalent: {trtexec_command(spec, input_width(spec.onnx_path))}")
+        raise UserError(missing)
+    reports = []
+    for spec in specs:
+        report = build_engine(spec)
+        reports.append(report)
+        print(f"built {report['engine']} ({report['precision']}, {report['bytes']} bytes, {report['build_seconds']} s)")
+        print(f"equivalent: {report['trtexec']}")
+    summary = specs[0].timing_cache.parent / "engines.json"
+    summary.write_text(json.dumps(reports, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

@@ -1,0 +1,189 @@
+"""Read and verify a deploy bundle, torch-free (the Jetson and the renderer host run this).
+
+Layout (written by `python -m export.bundle build`, described in docs/EXPORT.md)::
+
+    <bundle>/manifest.json                      sha256 + size of every other file, tool versions,
+                                                feature spec version, bundle version
+    <bundle>/config.toml                        which files the edge and renderer load
+    <bundle>/models/<name>/encoder.onnx         FP32, name in {gesture, expression}
+    <bundle>/models/<name>/encoder.int8.onnx    symmetric QDQ INT8 (TensorRT explicit quantization)
+    <bundle>/models/<name>/decoder.onnx         FP32 (the renderer reconstructs features with it)
+    <bundle>/models/<name>/model_card.json
+    <bundle>/landmarks/{face_landmarker.task, hand_landmarker.task}
+
+Verification fails with a message naming the first bad file: missing, tampered (sha256 or size
+differs) or not listed in the manifest (an unlisted file could be swapped in unnoticed). The one
+exception is what the device builds itself from verified files (`python -m export.tensorrt BUNDLE`
+writes `models/<name>/encoder[.int8].engine` beside the ONNX it came from, plus build logs and a
+timing cache): those are specific to that GPU and TensorRT version, so they cannot be in the manifest.
+
+    python -m latentcast.bundle verify BUNDLE   (a directory or a .tar.gz)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tarfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from latentcast.assets import sha256_of
+from latentcast.errors import UserError, run_cli
+
+MANIFEST = "manifest.json"
+FORMAT = "latentcast-bundle"
+FORMAT_VERSION = 1
+MODEL_NAMES = ("gesture", "expression")
+DEVICE_BUILT = ("*.engine", "*.build.log", "tensorrt.timing.cache", "engines.json")  # made on the device
+LANDMARK_FILES = {"face": "landmarks/face_landmarker.task", "hand": "landmarks/hand_landmarker.task"}
+
+
+class BundleError(UserError):
+    """A bundle is incomplete, modified or of an unknown format."""
+
+
+def file_entries(root: Path) -> dict[str, dict]:
+    """{relative posix path: {"sha256", "bytes"}} for every file under `root` except the manifest."""
+    entries = {}
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = path.relative_to(root).as_posix()
+        if rel != MANIFEST and not device_built(rel):
+            entries[rel] = {"sha256": sha256_of(path), "bytes": path.stat().st_size}
+    return entries
+
+
+def problems(root: Path, manifest: dict) -> list[str]:
+    """Every way `root` differs from its manifest, one line per file (empty: the bundle is intact)."""
+    listed = manifest.get("files", {})
+    found = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()} - {MANIFEST}
+    issues = []
+    for rel, entry in sorted(listed.items()):
+        path = root / rel
+        if not path.is_file():
+            issues.append(f"{rel} is missing")
+        elif path.stat().st_size != entry["bytes"] or sha256_of(path) != entry["sha256"]:
+            issues.append(f"{rel} was modified (sha256 differs from manifest.json)")
+    unlisted = [rel for rel in sorted(found - set(listed)) if not device_built(rel)]
+    issues += [f"{rel} is not listed in manifest.json" for rel in unlisted]
+    return issues
+
+
+def device_built(rel: str) -> bool:
+    """True for files the device derives from the bundle (TensorRT engines and their logs), never shipped."""
+    from fnmatch import fnmatch
+
+    return any(fnmatch(Path(rel).name, pattern) for pattern in DEVICE_BUILT)
+
+
+@dataclass
+class Bundle:
+    """A verified bundle directory and its manifest; paths to what the edge and renderer load."""
+
+    root: Path
+    manifest: dict
+
+    @property
+    def version(self) -> str:
+        return self.manifest["version"]
+
+    @property
+    def feature_spec_version(self):
+        return self.manifest.get("feature_spec_version")
+
+    @property
+    def models(self) -> list[str]:
+        return sorted(self.manifest.get("models", {}))
+
+    def _model_file(self, name: str, filename: str) -> Path:
+        if name not in self.manifest.get("models", {}):
+            raise BundleError(f"bundle {self.root} has no {name} model (it has {', '.join(self.models)}): rebuild it")
+        return self.root / "models" / name / filename
+
+    def encoder(self, name: str, int8: bool = True) -> Path:
+        return self._model_file(name, "encoder.int8.onnx" if int8 else "encoder.onnx")
+
+    def decoder(self, name: str) -> Path:
+        return self._model_file(name, "decoder.onnx")
+
+    def model_card(self, name: str) -> dict:
+        return json.loads(self._model_file(name, "model_card.json").read_text())
+
+    def landmark_model(self, kind: str) -> Path:
+        if kind not in LANDMARK_FILES:
+            raise BundleError(f"unknown landmark model {kind!r}: use one of {', '.join(LANDMARK_FILES)}")
+        return self.root / LANDMARK_FILES[kind]
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "config.toml"
+
+
+def extract(tarball: Path, dest: Path | None = None) -> Path:
+    """Unpack a bundle tarball (once) beside it or into `dest`; returns the bundle directory."""
+    dest = dest or tarball.parent
+    try:
+        with tarfile.open(tarball, "r:gz") as tar:
+            return _extract_members(tar, tarball, dest)
+    except (tarfile.TarError, OSError) as exc:
+        raise BundleError(f"{tarball} is not a readable .tar.gz ({exc}): copy the bundle again") from None
+
+
+def _extract_members(tar: tarfile.TarFile, tarball: Path, dest: Path) -> Path:
+    tops = {Path(m.name).parts[0] for m in tar.getmembers() if m.name not in ("", ".")}
+    if len(tops) != 1:
+        raise BundleError(f"{tarball} should hold one bundle directory, it holds {sorted(tops)}: rebuild it")
+    root = dest / tops.pop()
+    if not root.exists():
+        tar.extractall(dest, filter="data")  # "data" refuses absolute paths, links out and device files
+    return root
+
+
+def open_bundle(path: str | Path, verify: bool = True) -> Bundle:
+    """Load a bundle directory (or .tar.gz, unpacked beside it) and, by default, verify every file."""
+    path = Path(path)
+    if path.is_file() and path.name.endswith((".tar.gz", ".tgz")):
+        path = extract(path)
+    manifest_path = path / MANIFEST
+    if not manifest_path.is_file():
+        raise BundleError(f"{path} has no {MANIFEST}: give a bundle built by `python -m export.bundle build`")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise BundleError(f"{manifest_path} is not valid JSON ({exc}): rebuild the bundle") from None
+    if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
+        raise BundleError(
+            f"{manifest_path} is format {manifest.get('format')} v{manifest.get('format_version')}, "
+            f"this reader knows {FORMAT} v{FORMAT_VERSION}: update latentcast or rebuild the bundle"
+        )
+    if verify:
+        issues = problems(path, manifest)
+        if issues:
+            more = f" (and {len(issues) - 1} more)" if len(issues) > 1 else ""
+            raise BundleError(f"bundle {path}: {issues[0]}{more}: rebuild or re-copy the bundle")
+    return Bundle(path, manifest)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m latentcast.bundle", description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=["verify"])
+    parser.add_argument("bundle", type=Path, help="bundle directory or .tar.gz")
+    args = parser.parse_args(argv)
+    if args.bundle.is_file():  # a tarball: check its own contents, not a copy unpacked earlier
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as scratch:
+            return _report(open_bundle(extract(args.bundle, Path(scratch))), args.bundle)
+    return _report(open_bundle(args.bundle), args.bundle)
+
+
+def _report(bundle: Bundle, given: Path) -> int:
+    files = len(bundle.manifest["files"])
+    print(f"ok  {given}  version {bundle.version}, {files} files verified, models: {', '.join(bundle.models)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

@@ -1,0 +1,91 @@
+"""The exported decoders of a bundle, and the check that a message was made by that bundle.
+
+The wire carries latents (y, z), not features. Decoding them needs the decoder of the *same*
+trained model, so every message names its model (8 bytes of sha256 of the bundle manifest, see
+`latentcast.protocol.model_id_from_manifest`); messages of another model are counted and their
+latents ignored rather than decoded into nonsense.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from latentcast.bundle import open_bundle
+from latentcast.errors import UserError
+from latentcast.inference import DecoderSession
+from latentcast.protocol import NO_MODEL, model_id_from_manifest
+
+log = logging.getLogger(__name__)
+
+FACE_MODEL, HAND_MODEL = "expression", "gesture"
+
+
+@dataclass
+class PartDecoder:
+    """One model's decoder with the class names from its model card."""
+
+    name: str
+    classes: list[str]
+    session: DecoderSession
+
+    @property
+    def code_dim(self) -> int:
+        return int(self.session.code_dim)
+
+    def __call__(self, y: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """y [K], z [C] -> features [D] (one row)."""
+        return self.session(y, z)[0]
+
+    def valid(self, y: np.ndarray, z: np.ndarray) -> bool:
+        return (
+            y.size == len(self.classes)
+            and z.size == self.code_dim
+            and bool(np.isfinite(y).all() and np.isfinite(z).all())
+        )
+
+
+class BundleDecoders:
+    """Decoders for the face (expression) and hands (gesture), whichever the bundle has."""
+
+    def __init__(self, face: PartDecoder | None, hand: PartDecoder | None, model_id: bytes) -> None:
+        self.face, self.hand, self.model_id = face, hand, model_id
+        self.mismatched = 0
+
+    @classmethod
+    def from_bundle(cls, path: str | Path, providers=None) -> BundleDecoders:
+        bundle = open_bundle(path)
+        parts = {}
+        for name in (FACE_MODEL, HAND_MODEL):
+            if name in bundle.models:
+                card = bundle.model_card(name)
+                session = DecoderSession(bundle.decoder(name), threads=1, providers=providers)
+                classes = list(card["classes"])
+                if session.n_classes not in (None, len(classes)):
+                    raise UserError(
+                        f"{name} decoder has {session.n_classes} classes, its model card {len(classes)}: "
+                        "rebuild the bundle"
+                    )
+                parts[name] = PartDecoder(name, classes, session)
+        model_id = model_id_from_manifest((bundle.root / "manifest.json").read_bytes())
+        log.info("bundle %s: models %s, model id %s", bundle.root, ", ".join(parts) or "none", model_id.hex())
+        return cls(parts.get(FACE_MODEL), parts.get(HAND_MODEL), model_id)
+
+    def accepts(self, model_id: bytes) -> bool:
+        """True when latents tagged `model_id` were made by this bundle's encoders."""
+        if model_id == self.model_id:
+            return True
+        if model_id != NO_MODEL:
+            self.mismatched += 1
+            if self.mismatched % 1000 == 1:
+                log.warning(
+                    "ignoring latents of model %s (this renderer has %s; %d message(s)): give the renderer "
+                    "the bundle the edge runs",
+                    model_id.hex(),
+                    self.model_id.hex(),
+                    self.mismatched,
+                )
+        return False

@@ -1,0 +1,111 @@
+"""Renderer CLI: subscribe to an edge, animate the built-in character and/or drive VMC software.
+
+    python -m renderer.run --endpoint tcp://jetson.local:5555 --bundle runs/bundles/latentcast-bundle-X
+    python -m renderer.run --endpoint tcp://127.0.0.1:5555 --bundle B --vmc 127.0.0.1:39539
+    python -m renderer.run --endpoint tcp://127.0.0.1:5555 --bundle B --out runs/render.mp4 --frames 300 \
+        --side-by-side --summary runs/render.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from latentcast.errors import UserError, run_cli
+from latentcast.subscriber import CurveClientKeys
+from renderer.app import RendererConfig, RendererHost, write_summary
+from renderer.vmc import VMCConfig
+
+
+def preview_endpoint_for(endpoint: str) -> str:
+    """The edge's default preview socket: same host, port + 1 (edge/default.toml: 5555 -> 5556)."""
+    head, _, port = endpoint.rpartition(":")
+    if not port.isdigit():
+        raise UserError(f"cannot derive the preview endpoint from {endpoint}: pass --preview-endpoint")
+    return f"{head}:{int(port) + 1}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m renderer.run", description=__doc__.splitlines()[0])
+    p.add_argument("--endpoint", default="tcp://127.0.0.1:5555", help="the edge's latent socket (tcp://HOST:PORT)")
+    p.add_argument("--bundle", type=Path, help="bundle directory or .tar.gz (its decoders); without: pose + idle only")
+    p.add_argument("--vmc", metavar="HOST:PORT", help="also send VMC over OSC/UDP (VSeeFace, Warudo, ...; port 39539)")
+    p.add_argument("--no-perfect-sync", action="store_true", help="VMC: send only VRM preset blendshapes")
+    p.add_argument("--out", help="display://0, a .mp4/.avi file or a folder of PNGs (default: a window if any)")
+    p.add_argument("--side-by-side", action="store_true", help="input frame with landmarks | character")
+    p.add_argument("--preview-endpoint", help="the edge's preview socket (default: endpoint port + 1)")
+    p.add_argument("--frames", type=int, help="stop after N rendered frames")
+    p.add_argument("--duration", type=float, help="stop after this many seconds")
+    p.add_argument("--exit-after-silence", type=float, help="stop when no message came for this many seconds")
+    p.add_argument("--start-on-message", action="store_true", help="render nothing until the first message")
+    p.add_argument("--fps", type=float, default=30.0, help="frame rate when idle and of the video file")
+    p.add_argument("--size", default="640x360", help="character canvas WIDTHxHEIGHT")
+    p.add_argument("--no-mirror", action="store_true", help="draw the character as the camera sees the user")
+    p.add_argument("--still", type=Path, help="also save one tracked frame as PNG")
+    p.add_argument("--summary", type=Path, help="write the run summary (latency percentiles, counts) as JSON")
+    p.add_argument("--curve-server-key", type=Path, help="CurveZMQ: the edge's public key file")
+    p.add_argument("--curve-client-key", type=Path, help="CurveZMQ: this renderer's .key_secret file")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> RendererConfig:
+    try:
+        width, height = (int(v) for v in args.size.lower().split("x"))
+    except ValueError:
+        raise UserError(f"--size {args.size!r}: write WIDTHxHEIGHT, e.g. 640x360") from None
+    if args.fps <= 0 or (args.frames is not None and args.frames <= 0):
+        raise UserError("--fps and --frames must be positive")
+    if bool(args.curve_server_key) != bool(args.curve_client_key):
+        raise UserError("CurveZMQ needs both --curve-server-key and --curve-client-key")
+    curve = CurveClientKeys.from_files(args.curve_server_key, args.curve_client_key) if args.curve_server_key else None
+    if args.bundle is not None and not args.bundle.exists():
+        raise UserError(f"bundle {args.bundle} does not exist: build one with `python -m export.bundle build`")
+    vmc = None
+    if args.vmc:
+        vmc = VMCConfig.parse(args.vmc)
+        vmc.perfect_sync = not args.no_perfect_sync
+    preview = args.preview_endpoint or (preview_endpoint_for(args.endpoint) if args.side_by_side else None)
+    return RendererConfig(
+        endpoint=args.endpoint,
+        bundle=args.bundle,
+        preview_endpoint=preview,
+        side_by_side=args.side_by_side,
+        vmc=vmc,
+        out=args.out,
+        still=args.still,
+        frames=args.frames,
+        duration_s=args.duration,
+        exit_after_silence_s=args.exit_after_silence,
+        start_on_message=args.start_on_message,
+        fps=args.fps,
+        width=width,
+        height=height,
+        mirror=not args.no_mirror,
+        curve=curve,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    config = config_from_args(args)
+    host = RendererHost(config)
+    if host.output is None and config.vmc is None:
+        raise UserError("nothing to output here (no display): pass --out video.mp4, --out DIR or --vmc HOST:PORT")
+    summary = host.run()
+    if args.summary:
+        write_summary(summary, args.summary)
+    lat = summary["latency"]["capture_to_render"]
+    line = f"rendered {summary['frames_rendered']} frames, {summary['messages']['received']} messages"
+    if lat.get("count"):
+        line += f"; capture->render p50 {lat['p50_ms']:.1f} ms, p95 {lat['p95_ms']:.1f}, p99 {lat['p99_ms']:.1f}"
+    print(line)
+    if not args.summary:
+        print(json.dumps(summary["messages"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

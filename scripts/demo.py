@@ -1,0 +1,202 @@
+"""The end-to-end demo: sample clip (or a camera) -> edge -> ZeroMQ -> renderer -> side-by-side video.
+
+    python scripts/demo.py                          # the sample clip; models trained on first run
+    python scripts/demo.py --source v4l2:///dev/video0 --duration 30    # a camera instead
+
+Steps (each skipped when its result is already there, so a second run takes about a minute):
+1. resolve the sample clip and landmark models (`latentcast.assets`, offline mirror or download);
+2. train the default gesture model (`python -m aae.gestures`) and, when available, the expression
+   model (`python -m aae.expressions`) into runs/models/ unless they exist;
+3. build the deploy bundle (`python -m export.bundle build`), versioned by the models' hashes;
+4. start the renderer (`python -m renderer.run`) in one process and the edge loop
+   (`python -m edge.run`) in another, on free local ports;
+5. write runs/demo/demo.mp4 (input with landmarks | character), runs/demo/still.png and
+   runs/demo/latency.json (capture-to-render percentiles and the renderer's counters).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from latentcast.assets import resolve  # noqa: E402
+from latentcast.errors import UserError, run_cli  # noqa: E402
+
+SAMPLE_CLIP = "data/video/hand_landmarker_test_video.mp4"
+MODEL_FILES = ("model.pt", "model_card.json")
+
+
+def step(message: str) -> None:
+    print(f"\n==> {message}", flush=True)
+
+
+def run(cmd: list[str], what: str) -> None:
+    """Run a step's command with its own progress output; a failure names the command."""
+    print("    $ " + " ".join(cmd), flush=True)
+    start = time.monotonic()
+    result = subprocess.run(cmd, cwd=ROOT)
+    if result.returncode != 0:
+        raise UserError(f"{what} failed (exit {result.returncode}): run `{' '.join(cmd)}` to see why")
+    print(f"    done in {time.monotonic() - start:.0f} s", flush=True)
+
+
+def have_model(folder: Path) -> bool:
+    return all((folder / name).is_file() for name in MODEL_FILES)
+
+
+def train_models(models_dir: Path, retrain: bool, epochs: int | None) -> dict[str, Path]:
+    py = sys.executable
+    models = {}
+    plan = [("gesture", "aae.gestures", "aae/gestures.py"), ("expression", "aae.expressions", "aae/expressions.py")]
+    for name, module, source in plan:
+        folder = models_dir / name
+        if have_model(folder) and not retrain:
+            print(f"    {name}: using {folder}")
+        elif (ROOT / source).is_file():
+            cmd = [py, "-m", module, "--out", str(folder)] + (["--epochs", str(epochs)] if epochs else [])
+            run(cmd, f"training the {name} model")
+        else:
+            print(f"    {name}: {source} is not in this checkout; the renderer animates this part from pose only")
+            continue
+        models[name] = folder
+    if not models:
+        raise UserError("no model could be trained or found: check aae/gestures.py exists, or pass --models DIR")
+    return models
+
+
+def models_hash(models: dict[str, Path]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(models):
+        for filename in MODEL_FILES:
+            digest.update(name.encode() + (models[name] / filename).read_bytes())
+    return digest.hexdigest()[:10]
+
+
+def build_bundle(models: dict[str, Path], bundles_dir: Path) -> Path:
+    version = f"demo-{models_hash(models)}"
+    bundle = bundles_dir / f"latentcast-bundle-{version}"
+    if (bundle / "manifest.json").is_file():
+        print(f"    using {bundle}")
+        return bundle
+    cmd = [sys.executable, "-m", "export.bundle", "build", "--out", str(bundles_dir), "--version", version]
+    for name, folder in models.items():
+        cmd += [f"--{name}", str(folder)]
+    run(cmd, "building the bundle")
+    return bundle
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def edge_config(path: Path, source: str, bundle: Path, port: int, preview_port: int) -> Path:
+    path.write_text(
+        "\n".join([
+            "# written by scripts/demo.py",
+            "[source]", f"uri = {json.dumps(source)}", 'pace = "native"',
+            "[bundle]", f"path = {json.dumps(str(bundle))}",
+            "[stream]", f'endpoint = "tcp://127.0.0.1:{port}"', 'source_id = "demo"', "preview = true",
+            f'preview_endpoint = "tcp://127.0.0.1:{preview_port}"',
+        ]) + "\n"
+    )  # fmt: skip
+    return path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python scripts/demo.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--source", help=f"camera or file URI (default: the sample clip {SAMPLE_CLIP})")
+    parser.add_argument("--duration", type=float, help="stop after this many seconds (default: end of the clip)")
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "demo", help="output folder")
+    parser.add_argument(
+        "--models", type=Path, default=ROOT / "runs" / "models", help="model folders (trained if missing)"
+    )
+    parser.add_argument("--retrain", action="store_true", help="train the models again even if they exist")
+    parser.add_argument("--epochs", type=int, help="training epochs (default: the trainers' quick defaults)")
+    parser.add_argument("--vmc", metavar="HOST:PORT", help="also drive VMC software (VSeeFace, Warudo, ...)")
+    args = parser.parse_args(argv)
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+
+    step("1/5 assets")
+    source = args.source or f"file://{resolve(SAMPLE_CLIP)}"
+    for key in ("models/mediapipe/face_landmarker.task", "models/mediapipe/hand_landmarker.task"):
+        print(f"    {key}: {resolve(key)}")
+    print(f"    source: {source}")
+
+    step("2/5 models")
+    models = train_models(args.models, args.retrain, args.epochs)
+
+    step("3/5 bundle")
+    bundle = build_bundle(models, out / "bundles")
+
+    step("4/5 edge and renderer (two processes, ZeroMQ on localhost)")
+    port, preview_port = free_port(), free_port()
+    config = edge_config(out / "edge.toml", source, bundle, port, preview_port)
+    video, still, summary = out / "demo.mp4", out / "still.png", out / "renderer_summary.json"
+    render_cmd = [sys.executable, "-m", "renderer.run", "--endpoint", f"tcp://127.0.0.1:{port}", "--bundle",
+                  str(bundle), "--side-by-side", "--preview-endpoint", f"tcp://127.0.0.1:{preview_port}",
+                  "--out", str(video), "--still", str(still), "--summary", str(summary), "--start-on-message",
+                  "--exit-after-silence", "1.5", "--duration", str((args.duration or 600) + 60)]  # fmt: skip
+    if args.vmc:
+        render_cmd += ["--vmc", args.vmc]
+    edge_cmd = [sys.executable, "-m", "edge.run", "--config", str(config)]
+    print("    $ " + " ".join(render_cmd))
+    renderer = subprocess.Popen(render_cmd, cwd=ROOT)
+    time.sleep(1.0)  # the renderer subscribes first, so it sees the edge's first frame
+    print("    $ " + " ".join(edge_cmd))
+    edge = subprocess.Popen(edge_cmd, cwd=ROOT)
+    try:
+        edge.wait(timeout=args.duration) if args.duration else edge.wait()
+    except subprocess.TimeoutExpired:
+        edge.terminate()  # SIGTERM: the edge finishes its frame and closes cleanly
+        edge.wait(timeout=10)
+    except KeyboardInterrupt:
+        edge.terminate()
+        edge.wait(timeout=10)
+    renderer_rc = renderer.wait(timeout=120)
+    if edge.returncode not in (0, -15) or renderer_rc != 0:
+        raise UserError(f"edge exited {edge.returncode}, renderer {renderer_rc}: rerun the commands above to see why")
+
+    step("5/5 results")
+    report = json.loads(summary.read_text())
+    lat = report["latency"]
+    latency = {
+        "what": "capture (edge, frame available) -> rendered (renderer, frame drawn), two processes on one host",
+        "clock": lat["clock"],
+        "capture_to_render_ms": lat["capture_to_render"],
+        "capture_to_receive_ms": lat["capture_to_receive"],
+        "render_stage_ms": lat["render_stage"],
+        "frames_rendered": report["frames_rendered"],
+        "messages": report["messages"],
+        "sequence_gaps": lat["sequence_gaps"],
+        "tracked_frames": report["frames"]["tracked"],
+        "idle_frames": report["frames"]["idle"],
+        "source": source,
+        "bundle": str(bundle),
+        "host": f"{os.cpu_count()} CPU cores",
+    }
+    (out / "latency.json").write_text(json.dumps(latency, indent=2) + "\n")
+    c = lat["capture_to_render"]
+    if c.get("count"):
+        print(f"    capture->render over {c['count']} frames: p50 {c['p50_ms']:.1f} ms, p95 {c['p95_ms']:.1f} ms, "
+              f"p99 {c['p99_ms']:.1f} ms, max {c['max_ms']:.1f} ms")  # fmt: skip
+    print(f"    wrote {video}, {still}, {out / 'latency.json'}  ({time.monotonic() - t0:.0f} s in all)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

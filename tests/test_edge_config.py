@@ -1,0 +1,53 @@
+"""The edge TOML config: defaults load, overrides apply, every mistake names its key."""
+
+from __future__ import annotations
+
+import pytest
+
+from edge.config import DEFAULT_CONFIG, load_config
+from latentcast.errors import UserError
+
+
+def test_defaults_load_and_a_user_file_overrides_only_what_it_names(tmp_path):
+    path = tmp_path / "edge.toml"
+    path.write_text('[source]\nuri = "file://clip.mp4"\n[filter]\nbeta = 0.5\n')
+    cfg = load_config(path)
+    assert cfg.source.uri == "file://clip.mp4" and cfg.filter.beta == 0.5
+    assert cfg.filter.min_cutoff == load_config().filter.min_cutoff
+    assert DEFAULT_CONFIG.is_file()
+
+
+def test_command_line_overrides_win_over_the_file(tmp_path):
+    path = tmp_path / "edge.toml"
+    path.write_text('[stream]\nendpoint = "tcp://*:6000"\n')
+    cfg = load_config(path, {"stream.endpoint": "tcp://*:7000", "parts.face": False})
+    assert cfg.stream.endpoint == "tcp://*:7000" and cfg.parts.face is False
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ('[filter]\nbeta = "x"', 'config: filter.beta must be a number, got "x"'),
+        ("[filter]\nbeta = -1", "config: filter.beta must be a number >= 0, got -1.0"),
+        ("[filter]\nmin_cutoff = 0", "config: filter.min_cutoff must be a number > 0"),
+        ("[source]\nfps = true", "config: source.fps must be a number, got True"),
+        ('[source]\npace = "slow"', 'config: source.pace must be "native" or "fast", got "slow"'),
+        ("[parts]\nmax_hands = 9", "config: parts.max_hands must be an integer from 1 to 4, got 9"),
+        ('[stream]\nendpoint = "localhost"', "config: stream.endpoint must be a ZeroMQ endpoint"),
+        ("[bundle]\nproviders = [1]", "config: bundle.providers must be a list of strings"),
+        ("[filter]\nbetta = 1.0", "config: unknown key filter.betta"),
+        ("[camera]\nuri = 'x'", r"config: unknown section \[camera\]"),
+        ("[parts]\nface = false\nhands = false", "parts.face and parts.hands are both false"),
+        ("[source\nuri = 1", "is not valid TOML"),
+    ],
+)
+def test_config_errors_name_the_key(tmp_path, toml, message):
+    path = tmp_path / "edge.toml"
+    path.write_text(toml)
+    with pytest.raises(UserError, match=message):
+        load_config(path)
+
+
+def test_missing_config_file_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="not found"):
+        load_config(tmp_path / "nope.toml")

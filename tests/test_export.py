@@ -1,0 +1,163 @@
+"""ONNX export parity with PyTorch and the symmetric INT8 QDQ graph TensorRT needs, on real hand features."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from _export_fixtures import gesture_model_dir
+
+from calibration.sets import hand_set, hand_split
+from export import onnx as onnx_export
+from export.quantize import METHODS, nonzero_zero_points, qdq_summary, quantize_encoder, zero_points
+from latentcast.errors import UserError
+from latentcast.inference import DecoderSession, EncoderSession
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export")
+    model_dir = gesture_model_dir(root / "gesture")
+    calib = hand_set(rows=256)
+    report = onnx_export.export_model(model_dir, root / "onnx", features=calib.features)
+    _, held_out = hand_split()
+    return {
+        "root": root,
+        "model_dir": model_dir,
+        "onnx": root / "onnx",
+        "report": report,
+        "calib": calib,
+        "test": held_out,
+    }
+
+
+def test_onnx_matches_pytorch_on_real_rows(exported):
+    report = exported["report"]
+    assert report["rows"] == 256
+    for key in ("encoder_y_max_abs", "encoder_z_max_abs", "decoder_max_abs", "batch1_y_max_abs"):
+        assert report[key] < onnx_export.PARITY_TOLERANCE, (key, report[key])
+
+
+def test_onnx_contract_names_opset_and_dynamic_batch(exported):
+    encoder = onnx.load(str(exported["onnx"] / "encoder.onnx"))
+    assert [i.name for i in encoder.graph.input] == ["features"]
+    assert [o.name for o in encoder.graph.output] == ["y", "z"]
+    assert encoder.opset_import[0].version == onnx_export.OPSET
+    assert encoder.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    decoder = onnx.load(str(exported["onnx"] / "decoder.onnx"))
+    assert [i.name for i in decoder.graph.input] == ["y", "z"]
+    assert [o.name for o in decoder.graph.output] == ["features"]
+    assert not list(exported["onnx"].glob("*.data")), "weights must live inside the .onnx file"
+
+
+def test_sessions_run_any_batch_and_reject_wrong_width(exported):
+    encoder = EncoderSession(exported["onnx"] / "encoder.onnx")
+    decoder = DecoderSession(exported["onnx"] / "decoder.onnx")
+    x = exported["test"].x
+    model, _ = onnx_export.load_model(exported["model_dir"])
+    with torch.no_grad():
+        y_ref = model.encode(torch.from_numpy(x[:4]))[0].numpy()
+    for batch in (1, 3, 4):
+        y, z = encoder(x[:batch])
+        assert y.shape == (batch, encoder.n_classes) and z.shape == (batch, encoder.code_dim)
+        np.testing.assert_allclose(y, y_ref[:batch], atol=1e-5)
+        assert decoder(y, z).shape == (batch, 42)
+    single_y, _ = encoder(x[0])  # a bare [D] row is a batch of one
+    assert single_y.shape == (1, encoder.n_classes)
+    with pytest.raises(UserError, match="expects"):
+        encoder(np.zeros((1, 41), np.float32))
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_int8_qdq_is_symmetric_and_agrees_with_fp32(exported, method, per_channel):
+    fp32 = exported["onnx"] / "encoder.onnx"
+    out = exported["root"] / f"encoder.{method}.{per_channel}.onnx"
+    int8 = quantize_encoder(fp32, out, exported["calib"].features, method, per_channel)
+    points = zero_points(int8)
+    assert len(points) >= 6, "expected Q/DQ pairs on the weights and activations of every Gemm"
+    assert all(np.all(v == 0) for v in points.values()), "TensorRT explicit quantization needs zero points of 0"
+    assert {str(v.dtype) for v in points.values()} == {"int8"}
+    assert qdq_summary(int8)["quantize"] >= 3
+    held_out = exported["test"].x
+    y32, _ = EncoderSession(fp32)(held_out)
+    y8, _ = EncoderSession(int8)(held_out)
+    agreement = np.mean(y32.argmax(1) == y8.argmax(1))
+    assert agreement >= 0.97, f"{method}: INT8 picks the FP32 class on only {agreement:.1%} of held-out rows"
+
+
+def test_calibration_methods_pick_different_ranges(exported, tmp_path):
+    """Entropy and percentile must really differ from minmax (onnxruntime's default bins make entropy == minmax)."""
+    scales = {}
+    for method in METHODS:
+        features = exported["calib"].features
+        path = quantize_encoder(
+            exported["onnx"] / "encoder.onnx", tmp_path / "q.onnx", features, method, percentile=90.0
+        )
+        model = onnx.load(str(path))
+        scales[method] = {
+            t.name: float(onnx.numpy_helper.to_array(t))
+            for t in model.graph.initializer
+            if t.name.endswith("Gemm_output_0_scale")
+        }
+    assert scales["minmax"] and scales["minmax"].keys() == scales["entropy"].keys()
+    for method in ("entropy", "percentile"):
+        assert any(scales[method][k] < scales["minmax"][k] * 0.999 for k in scales["minmax"]), method
+        assert all(scales[method][k] <= scales["minmax"][k] * 1.001 for k in scales["minmax"]), method
+
+
+def test_zero_point_check_catches_an_asymmetric_graph(exported, tmp_path):
+    int8 = quantize_encoder(
+        exported["onnx"] / "encoder.onnx", tmp_path / "int8.onnx", exported["calib"].features, "minmax"
+    )
+    model = onnx.load(str(int8))
+    name = next(iter(zero_points(int8)))
+    tensor = next(t for t in model.graph.initializer if t.name == name)
+    tensor.CopyFrom(onnx.numpy_helper.from_array(np.ones_like(onnx.numpy_helper.to_array(tensor)), name))
+    onnx.save(model, str(tmp_path / "asymmetric.onnx"))
+    assert nonzero_zero_points(tmp_path / "asymmetric.onnx") == [name]
+
+
+def test_export_cli_reports_parity_and_missing_model(exported, tmp_path, capsys):
+    from latentcast.errors import run_cli
+
+    assert run_cli(onnx_export.main, [str(exported["model_dir"]), "--out", str(tmp_path / "cli")]) == 0
+    assert "encoder_y_max_abs" in capsys.readouterr().out
+    assert (tmp_path / "cli" / "model_card.json").is_file()
+    assert run_cli(onnx_export.main, [str(tmp_path / "nothing"), "--out", str(tmp_path / "x")]) == 2
+    assert "has no checkpoint" in capsys.readouterr().err
+
+
+def test_only_semisupervised_models_export(tmp_path):
+    from aae import model as aae_model
+
+    cfg = aae_model.AAEConfig(
+        input_dim=42, n_classes=3, code_dim=2, variant="unsupervised", hidden_dim=8, disc_hidden_dim=8
+    )
+    aae_model.save_checkpoint(tmp_path / "model.pt", aae_model.build_model(cfg))
+    with pytest.raises(UserError, match="unsupervised AAE"):
+        onnx_export.load_model(tmp_path)
+
+
+def test_missing_provider_is_a_user_error():
+    import onnxruntime
+
+    from latentcast.inference import available_providers
+
+    assert available_providers()[-1] == "CPUExecutionProvider"
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this onnxruntime has CUDA: nothing missing to report")
+    with pytest.raises(UserError, match="has no CUDAExecutionProvider"):
+        available_providers(["cuda"])
+
+
+def test_tensorrt_provider_options_cache_outside_the_bundle(tmp_path, monkeypatch):
+    """Options only (no TensorRT EP here): INT8 for Q/DQ graphs, engine cache in the user cache."""
+    from latentcast.inference import provider_options
+
+    monkeypatch.setenv("LATENTCAST_CACHE", str(tmp_path / "cache"))
+    trt, cpu = provider_options(["TensorrtExecutionProvider", "CPUExecutionProvider"], has_qdq=True)
+    assert trt["trt_int8_enable"] and trt["trt_fp16_enable"] and cpu == {}
+    assert trt["trt_engine_cache_path"] == str(tmp_path / "cache" / "tensorrt")
+    assert not provider_options(["TensorrtExecutionProvider"], has_qdq=False)[0]["trt_int8_enable"]
