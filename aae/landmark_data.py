@@ -106,8 +106,8 @@ def load_hand_set(name: str) -> LabelledSet:
 
 
 def remap(data: LabelledSet, mapping: dict[str, str], classes: list[str]) -> LabelledSet:
-    """Relabel `data` into `classes` via `mapping` (old name -> new name); unmapped rows are dropped."""
-    lookup = {i: classes.index(mapping[name]) for i, name in enumerate(data.classes) if name in mapping}
+    """Relabel `data` into `classes` via `mapping` (old name -> new name); rows without a target are dropped."""
+    lookup = {i: classes.index(mapping[name]) for i, name in enumerate(data.classes) if mapping.get(name) in classes}
     keep = np.isin(data.y, list(lookup))
     y = np.asarray([lookup[int(v)] for v in data.y[keep]], dtype=np.int64)
     return LabelledSet(data.x[keep], y, list(classes), {**data.source, "mapped": mapping})

@@ -26,8 +26,6 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from calibration import sets as calib_sets
 from export import onnx as onnx_export
 from export.quantize import METHODS, qdq_summary, quantize_encoder

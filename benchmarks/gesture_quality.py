@@ -175,8 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "known_flagged_unknown": o["known_test_unknown_rate"],
         }
 
-    if not args.skip_media:
-        report["real_media"] = real_media(model, classes)
+    if not args.skip_media:  # the 10 % model and the all-labels one (what `python -m aae.gestures` trains)
+        report["real_media"] = {f"labels_{f * 100:.0f}": real_media(models[f][0], classes) for f in (0.10, 1.0)}
 
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print_report(report)
@@ -198,15 +198,13 @@ def print_report(report: dict) -> None:
             f"(confidence only {row['unseen_flagged_unknown_confidence_only']:.3f}); "
             f"known flagged {row['known_flagged_unknown']:.3f}"
         )
-    media = report.get("real_media")
-    if media:
+    for name, media in report.get("real_media", {}).items():
         for key, row in media["photos"].items():
-            print(f"{key}: {row}")
+            print(f"{name}: {key}: {row}")
         clip = media["clip"]
-        print(
-            f"clip: {clip['frames_with_hand']}/{clip['frames']} frames with a hand, stability {clip['stability']:.3f}"
-        )
-        print("clip share per class: " + ", ".join(f"{k} {v:.2f}" for k, v in clip["share_per_class"].items()))
+        print(f"{name}: clip {clip['frames_with_hand']}/{clip['frames']} frames with a hand, ", end="")
+        print(f"stability {clip['stability']:.3f}, share per class ", end="")
+        print(", ".join(f"{k} {v:.2f}" for k, v in clip["share_per_class"].items()))
 
 
 if __name__ == "__main__":

@@ -35,11 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from latentcast.errors import UserError, run_cli
 
-from latentcast.errors import UserError, run_cli  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 DEFAULT_SOURCE_KEY = "data/video/hand_landmarker_test_video.mp4"
 BUDGETS = Path(__file__).with_name("budgets.toml")

@@ -46,6 +46,7 @@ class PartsConfig:
     face: bool
     hands: bool
     max_hands: int
+    face_neutral: str
 
 
 @dataclass

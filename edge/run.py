@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--loop-source", action="store_true", help="restart a file or folder at its end")
     parser.add_argument("--no-face", action="store_true", help="hands only")
     parser.add_argument("--no-hands", action="store_true", help="face only")
+    parser.add_argument("--neutral", help="per-user neutral calibration JSON (python -m calibration.neutral)")
     parser.add_argument("--preview", action="store_true", help="also publish JPEG previews (demo)")
     parser.add_argument("--preview-endpoint", help="PUB endpoint for previews, e.g. tcp://*:5556")
     parser.add_argument("--quiet", action="store_true", help="no live status line")
@@ -52,6 +53,7 @@ def overrides_from(args: argparse.Namespace) -> dict:
         "source.pace": "fast" if args.fast else None,
         "source.loop": True if args.loop_source else None,
         "parts.face": False if args.no_face else None,
+        "parts.face_neutral": args.neutral,
         "parts.hands": False if args.no_hands else None,
         "stream.preview": True if args.preview else None,
         "stream.preview_endpoint": args.preview_endpoint,
@@ -80,6 +82,7 @@ def build(cfg: EdgeConfig, stack: ExitStack, keep_timings: bool = False, status:
         face=cfg.parts.face,
         hands=cfg.parts.hands,
         max_hands=cfg.parts.max_hands,
+        face_neutral=cfg.parts.face_neutral or None,
         face_model=encoders.landmark_model("face") if encoders else None,
         hand_model=encoders.landmark_model("hand") if encoders else None,
     )

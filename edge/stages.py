@@ -37,8 +37,14 @@ class MediaPipeStage:
         face_model: str | None = None,
         hand_model: str | None = None,
         mode: str = "video",
+        face_neutral: str | None = None,
     ) -> None:
         self.face_enabled, self.hands_enabled = face, hands
+        self.neutral = None
+        if face_neutral:
+            from calibration.neutral import load_neutral
+
+            self.neutral = load_neutral(face_neutral, FEATURE_SPEC_VERSION)
         cfg = LandmarkerConfig(mode=mode, face_model=face_model, hand_model=hand_model, max_hands=max_hands)
         self.face = FaceTracker(cfg) if face else None
         self.hands = HandTracker(cfg) if hands else None
@@ -53,6 +59,8 @@ class MediaPipeStage:
         if not raw.present:
             return None
         features = face_features(raw.landmarks, raw.blendshapes, raw.image_size)
+        if self.neutral is not None:  # the user's resting face maps to the model's neutral face
+            features = self.neutral.apply(features)
         return FacePart(features, head_pose(raw.transform), raw.landmarks[:, :2])
 
     def hand_parts(self, raw, image_size: tuple[int, int]) -> list[HandPart]:

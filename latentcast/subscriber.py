@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,29 +117,25 @@ class LatentSubscriber:
         self.stats.received += 1
         return msg
 
-    def latest(self):
-        """The newest valid message received since the last call, or None. Never blocks."""
-        newest = None
+    def _drain(self):
+        """Every valid message waiting in the socket, oldest first, without blocking."""
         while True:
             try:
                 frame = self.socket.recv(self._zmq.NOBLOCK)
             except self._zmq.Again:
-                return newest
+                return
             msg = self._parse(frame)
             if msg is not None:
-                newest = msg
+                yield msg
+
+    def latest(self):
+        """The newest valid message received since the last call, or None. Never blocks."""
+        last = deque(self._drain(), maxlen=1)
+        return last[0] if last else None
 
     def latest_per_source(self) -> dict:
         """{source_id: newest message} of everything received since the last call. Never blocks."""
-        newest = {}
-        while True:
-            try:
-                frame = self.socket.recv(self._zmq.NOBLOCK)
-            except self._zmq.Again:
-                return newest
-            msg = self._parse(frame)
-            if msg is not None:
-                newest[msg.source_id] = msg
+        return {msg.source_id: msg for msg in self._drain()}
 
     def recv(self, timeout_ms: int):
         """Wait up to timeout_ms for the next valid message; None on timeout."""

@@ -27,11 +27,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from latentcast.assets import resolve
+from latentcast.errors import UserError, run_cli
 
-from latentcast.assets import resolve  # noqa: E402
-from latentcast.errors import UserError, run_cli  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 SAMPLE_CLIP = "data/video/hand_landmarker_test_video.mp4"
 MODEL_FILES = ("model.pt", "model_card.json")

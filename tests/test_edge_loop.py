@@ -245,3 +245,40 @@ def test_preview_topic_carries_a_jpeg_of_the_frame_on_its_own_socket():
     image = cv2.imdecode(np.frombuffer(got.jpeg, np.uint8), cv2.IMREAD_COLOR)
     assert image.shape == (360, 640, 3)
     assert publisher.stats.sent >= 60 and preview.stats.sent >= 1
+
+
+def test_neutral_calibration_is_applied_to_live_face_features(tmp_path):
+    """A calibration file named in the config shifts the real face features before the encoder."""
+    from calibration.neutral import NeutralCalibration
+    from edge.stages import MediaPipeStage
+    from latentcast.features import FACE_FEATURE_DIM
+
+    frame = cv2.imread(str(resolve("data/images/faces/sergey.png")))
+    plain = MediaPipeStage(face=True, hands=False, mode="image")
+    try:
+        raw = plain.detect_face(frame, 0)
+        uncalibrated = plain.face_part(raw, raw.image_size).features
+    finally:
+        plain.close()
+    dim = FACE_FEATURE_DIM
+    calibration = NeutralCalibration(np.full(dim, 0.1, np.float32), np.ones(dim, np.float32), np.zeros(dim, np.float32))
+    path = calibration.save(tmp_path / "me.neutral.json")
+
+    calibrated_stage = MediaPipeStage(face=True, hands=False, mode="image", face_neutral=str(path))
+    try:
+        calibrated = calibrated_stage.face_part(raw, raw.image_size).features
+    finally:
+        calibrated_stage.close()
+    np.testing.assert_allclose(calibrated, np.clip(uncalibrated - 0.1, -1, 1), atol=1e-6)
+
+
+def test_missing_neutral_calibration_is_a_one_line_error(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "edge.run", "--source", str(tmp_path), "--neutral", str(tmp_path / "absent.json")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "absent.json does not exist" in proc.stderr
+    assert "Traceback" not in proc.stderr

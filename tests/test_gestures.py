@@ -143,3 +143,9 @@ def test_cli_rejects_unknown_class_without_traceback(capsys):
 
     assert run_cli(gestures.main, ["--exclude_class", "jazz_hands", "--epochs", "1"]) == 2
     assert "not a class" in capsys.readouterr().err
+
+
+def test_kinivi_drops_rows_whose_class_was_excluded():
+    classes = [c for c in landmark_data.load_hand_set("baron105").classes if c != "ok"]
+    kinivi = landmark_data.load_kinivi_as_baron(classes)
+    assert len(kinivi) == 4787 - 337 and "ok" not in kinivi.classes

@@ -12,8 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
 import renderer_support as support
 
 from renderer.app import RendererConfig, RendererHost
