@@ -37,7 +37,7 @@ class SourceConfig:
 @dataclass
 class BundleConfig:
     path: str
-    int8: bool
+    precision: str
     providers: list[str]
 
 
@@ -151,6 +151,7 @@ def _validate_ranges(cfg: EdgeConfig) -> None:
         ("source.height", cfg.source.height > 0, "an integer > 0"),
         ("source.fps", cfg.source.fps > 0, "a number > 0"),
         ("source.pace", cfg.source.pace in ("native", "fast"), '"native" or "fast"'),
+        ("bundle.precision", cfg.bundle.precision in ("auto", "int8", "fp32"), '"auto", "int8" or "fp32"'),
         ("source.uri", bool(cfg.source.uri), "a source URI (csi://0, v4l2:///dev/video0, file://clip.mp4, ...)"),
         ("parts.max_hands", 1 <= cfg.parts.max_hands <= 4, "an integer from 1 to 4"),
         ("stream.endpoint", "://" in cfg.stream.endpoint, "a ZeroMQ endpoint like tcp://*:5555"),

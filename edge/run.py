@@ -77,7 +77,7 @@ def build(cfg: EdgeConfig, stack: ExitStack, keep_timings: bool = False, status:
     parts = [p for p, on in (("face", cfg.parts.face), ("hands", cfg.parts.hands)) if on]
     encoders = None
     if cfg.bundle.path:
-        encoders = BundleEncoders(cfg.bundle.path, cfg.bundle.int8, cfg.bundle.providers or None, parts)
+        encoders = BundleEncoders(cfg.bundle.path, cfg.bundle.precision, cfg.bundle.providers or None, parts)
     landmarks = MediaPipeStage(
         face=cfg.parts.face,
         hands=cfg.parts.hands,

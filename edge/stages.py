@@ -128,11 +128,34 @@ def _encoder_runner(onnx_path: Path, providers: list[str] | None):
     return session
 
 
+def wants_int8(precision: str, providers: list[str] | None) -> bool:
+    """Pick the INT8 encoder only where it pays off.
+
+    TensorRT runs the QDQ graph in INT8; onnxruntime's CPU provider runs these small MLPs slower in
+    INT8 than in FP32 (docs/RESULTS.md), so "auto" means INT8 exactly when TensorRT will run it.
+    """
+    if precision != "auto":
+        return precision == "int8"
+    import importlib.util
+
+    import onnxruntime
+
+    allowed = [p.lower() for p in providers] if providers else ["tensorrt"]
+    tensorrt_ep = "TensorrtExecutionProvider" in onnxruntime.get_available_providers() and any(
+        "tensorrt" in p for p in allowed
+    )
+    return tensorrt_ep or importlib.util.find_spec("tensorrt") is not None
+
+
 class BundleEncoders:
     """The gesture and expression encoders of a verified bundle; `model_id` = sha256(manifest)[:8]."""
 
     def __init__(
-        self, bundle_path: str | Path, int8: bool = True, providers: list[str] | None = None, parts=("face", "hands")
+        self,
+        bundle_path: str | Path,
+        precision: str = "auto",
+        providers: list[str] | None = None,
+        parts=("face", "hands"),
     ) -> None:
         from latentcast.bundle import MANIFEST, open_bundle
 
@@ -148,6 +171,7 @@ class BundleEncoders:
         self.face_encoder = self.hand_encoder = None
         self.classes: dict[str, list[str]] = {}
         wanted = {"face": "expression", "hands": "gesture"}
+        int8 = wants_int8(precision, providers)
         for part in parts:
             name = wanted[part]
             if name not in bundle.models:

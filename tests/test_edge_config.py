@@ -35,6 +35,7 @@ def test_command_line_overrides_win_over_the_file(tmp_path):
         ("[parts]\nmax_hands = 9", "config: parts.max_hands must be an integer from 1 to 4, got 9"),
         ('[stream]\nendpoint = "localhost"', "config: stream.endpoint must be a ZeroMQ endpoint"),
         ("[bundle]\nproviders = [1]", "config: bundle.providers must be a list of strings"),
+        ('[bundle]\nprecision = "int4"', 'config: bundle.precision must be "auto", "int8" or "fp32", got "int4"'),
         ("[filter]\nbetta = 1.0", "config: unknown key filter.betta"),
         ("[camera]\nuri = 'x'", r"config: unknown section \[camera\]"),
         ("[parts]\nface = false\nhands = false", "parts.face and parts.hands are both false"),
@@ -51,3 +52,16 @@ def test_config_errors_name_the_key(tmp_path, toml, message):
 def test_missing_config_file_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="not found"):
         load_config(tmp_path / "nope.toml")
+
+
+def test_auto_precision_picks_int8_only_where_tensorrt_runs_it():
+    """No TensorRT on this machine (none is installable here): auto must choose the FP32 encoder."""
+    import importlib.util
+
+    from edge.stages import wants_int8
+
+    assert importlib.util.find_spec("tensorrt") is None
+    assert wants_int8("auto", None) is False
+    assert wants_int8("auto", ["cpu"]) is False
+    assert wants_int8("int8", ["cpu"]) is True
+    assert wants_int8("fp32", ["tensorrt"]) is False
