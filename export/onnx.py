@@ -22,14 +22,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from aae.landmark_aae import CHECKPOINT, MODEL_CARD
 from latentcast.errors import UserError, run_cli
 from latentcast.inference import DecoderSession, EncoderSession
 
 OPSET = 17
 ENCODER_FILE = "encoder.onnx"
 DECODER_FILE = "decoder.onnx"
-MODEL_CARD = "model_card.json"
-CHECKPOINT = "model.pt"
 PARITY_TOLERANCE = 1e-4  # FP32 ONNX vs PyTorch, max abs difference: anything larger is an export bug
 
 log = logging.getLogger(__name__)

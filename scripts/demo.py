@@ -27,13 +27,14 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from aae.landmark_aae import CHECKPOINT, MODEL_CARD
 from latentcast.assets import resolve
 from latentcast.errors import UserError, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
 SAMPLE_CLIP = "data/video/hand_landmarker_test_video.mp4"
-MODEL_FILES = ("model.pt", "model_card.json")
+MODEL_FILES = (CHECKPOINT, MODEL_CARD)
 
 
 def step(message: str) -> None:
