@@ -37,6 +37,15 @@ def default_fit_config() -> landmark_aae.FitConfig:
     return landmark_aae.FitConfig(code_dim=4, hidden_dim=256, epochs=30, noise=0.05)
 
 
+def split_hand_set(
+    data: landmark_data.LabelledSet, test_fraction: float = 0.2, val_fraction: float = 0.1, seed: int = 0
+) -> tuple[landmark_data.LabelledSet, landmark_data.LabelledSet, landmark_data.LabelledSet]:
+    """(train, validation, test) subsets, stratified per class; the fractions are shares of all rows."""
+    rest, test = landmark_data.stratified_split(data.y, test_fraction, seed=seed)
+    train_i, val_i = landmark_data.stratified_split(data.y[rest], val_fraction / (1 - test_fraction), seed=seed)
+    return data.subset(rest[train_i]), data.subset(rest[val_i]), data.subset(test)
+
+
 def train_gestures(
     fit_cfg: landmark_aae.FitConfig,
     label_fraction: float | None = None,
@@ -67,9 +76,7 @@ def train_gestures(
         _, pick = landmark_data.stratified_split(data.y, max_rows / len(data), seed=fit_cfg.seed)
         data = data.subset(pick)
 
-    rest, test = landmark_data.stratified_split(data.y, test_fraction, seed=fit_cfg.seed)
-    train_i, val_i = landmark_data.stratified_split(data.y[rest], val_fraction / (1 - test_fraction), seed=fit_cfg.seed)
-    train, val, test_set = data.subset(rest[train_i]), data.subset(rest[val_i]), data.subset(test)
+    train, val, test_set = split_hand_set(data, test_fraction, val_fraction, seed=fit_cfg.seed)
     labels = landmark_data.pick_labelled(train.y, label_fraction, nlabels, seed=fit_cfg.seed)
     n_labelled = int((labels >= 0).sum())
     log.info("training on %d rows (%d labelled), %d classes", len(train), n_labelled, len(classes))

@@ -1,8 +1,9 @@
 """Train, evaluate and save a semi-supervised AAE over landmark features (gestures and expressions).
 
 The model itself is `aae.model.SemiSupervisedAAE` (reused, not copied); this module adds what both
-landmark encoders need around it: numpy in/out helpers, the open-set rule fitted on a held-out
-split, and the checkpoint + `model_card.json` pair the exporter and the renderer read.
+landmark encoders need around it: numpy in/out helpers, the reconstruction error and accuracy the
+open-set rule (`aae.open_set`) and the metrics use, and the checkpoint + `model_card.json` pair the
+exporter and the renderer read.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ class FitConfig:
     batch_size: int = 128
     lr: float = 1e-3  # reference 2e-4 is for 100 epochs of 60k MNIST images; landmark sets are ~10x smaller
     noise: float = 0.0  # Gaussian std added to the encoder input while training
-    cls_every: int = 1  # a supervised step every N steps (paper/reference: 10; landmark sets are small)
+    cls_every: int = 1  # a supervised step every N steps (paper: every step; reference: 10; landmark sets are small)
     seed: int = 0
     progress: bool = True
     threads: int = 1  # torch CPU threads: these MLPs are small, and extra threads spin-wait on a busy machine
@@ -70,8 +71,7 @@ def fit(x: np.ndarray, labels: np.ndarray, n_classes: int, cfg: FitConfig) -> aa
         seed=cfg.seed,
         progress=cfg.progress,
     )
-    model.eval()
-    return model
+    return model  # train() leaves it in eval mode
 
 
 @torch.no_grad()
@@ -120,9 +120,7 @@ def load(out_dir: str | Path):
     out = Path(out_dir)
     if not (out / CHECKPOINT).is_file() or not (out / MODEL_CARD).is_file():
         raise UserError(f"{out} has no {CHECKPOINT} + {MODEL_CARD}: train one with python -m aae.gestures --out {out}")
-    model = aae_model.load_checkpoint(out / CHECKPOINT)
-    model.eval()
-    return model, json.loads((out / MODEL_CARD).read_text())
+    return aae_model.load_checkpoint(out / CHECKPOINT), json.loads((out / MODEL_CARD).read_text())
 
 
 class Stopwatch:

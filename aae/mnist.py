@@ -73,7 +73,7 @@ def keep_labels(labels: torch.Tensor, n_labelled: int, seed: int = 0) -> torch.T
     if n_labelled >= len(labels):
         return labels.clone()
     classes = labels.unique()
-    per_class, extra = divmod(min(n_labelled, len(labels)), len(classes))
+    per_class, extra = divmod(n_labelled, len(classes))
     for i, c in enumerate(classes):
         rows = (labels == c).nonzero().squeeze(1)
         rows = rows[torch.randperm(len(rows), generator=generator)][: per_class + (1 if i < extra else 0)]
@@ -236,7 +236,7 @@ def train_main(args: argparse.Namespace, mode: str) -> dict:
     metrics_path = save_path / "metrics.json"
     history: list[dict] = []
     if args.load is not None:
-        history = _resume(save_path, args.load, model, trainer, metrics_path)
+        history = _resume(save_path, args.load, model, trainer)
     x_train, labels, x_test_dev = x_train.to(device), labels.to(device), x_test.to(device)
     writer = SummaryWriter(str(save_path))
     metrics = {
@@ -287,7 +287,7 @@ def train_main(args: argparse.Namespace, mode: str) -> dict:
     return metrics
 
 
-def _resume(save_path: Path, epoch: int, model, trainer: Trainer, metrics_path: Path) -> list[dict]:
+def _resume(save_path: Path, epoch: int, model, trainer: Trainer) -> list[dict]:
     """Restore epoch `epoch` (weights; optimiser state too when it is the latest run's state)."""
     payload = read_checkpoint(checkpoint_path(save_path, epoch))
     if payload["config"] != asdict(model.cfg):

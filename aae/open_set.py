@@ -37,13 +37,15 @@ def nll(probs: np.ndarray, labels: np.ndarray) -> float:
 
 def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
     """The temperature minimising held-out negative log-likelihood (a 1-D search over log T)."""
+
+    def best(grid: np.ndarray) -> int:
+        return int(np.argmin([nll(apply_temperature(probs, t), labels) for t in grid]))
+
     grid = np.exp(np.linspace(np.log(0.05), np.log(20.0), 121))
-    losses = [nll(apply_temperature(probs, t), labels) for t in grid]
-    best = int(np.argmin(losses))
+    i = best(grid)
     # refine around the best grid point
-    lo, hi = grid[max(best - 1, 0)], grid[min(best + 1, len(grid) - 1)]
-    fine = np.exp(np.linspace(np.log(lo), np.log(hi), 41))
-    return float(fine[int(np.argmin([nll(apply_temperature(probs, t), labels) for t in fine]))])
+    fine = np.exp(np.linspace(np.log(grid[max(i - 1, 0)]), np.log(grid[min(i + 1, len(grid) - 1)]), 41))
+    return float(fine[best(fine)])
 
 
 def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = 10) -> float:

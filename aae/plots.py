@@ -106,11 +106,8 @@ def manifold_images(model: AAE, save_dir: str | Path, image_shape: tuple[int, in
         v = torch.linspace(-2 * priors.GMM_STD_TANGENT, 2 * priors.GMM_STD_TANGENT, size)
         radial, tangent = torch.meshgrid(u, v, indexing="ij")
         for c in range(model.cfg.n_components):
-            angle = 2 * math.pi * c / model.cfg.n_components
-            r = radial + priors.GMM_RADIUS
-            x = r * math.cos(angle) - tangent * math.sin(angle)
-            y = r * math.sin(angle) + tangent * math.cos(angle)
-            z = torch.stack((x, y), dim=-1).reshape(-1, 2).to(device)
+            angle = torch.tensor(2 * math.pi * c / model.cfg.n_components, dtype=torch.float64)
+            z = priors.gmm_points(radial + priors.GMM_RADIUS, tangent, angle).reshape(-1, 2).to(device)
             label = torch.full((z.shape[0],), c % k, device=device)
             onehot = torch.nn.functional.one_hot(label, k).float() if model.cfg.decoder_takes_y else None
             path = save_dir / f"manifold_{c}.png"

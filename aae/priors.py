@@ -51,10 +51,13 @@ def sample_gmm(
     radial = torch.randn(n, pairs, generator=generator, device=device) * GMM_STD_RADIAL + GMM_RADIUS
     tangent = torch.randn(n, pairs, generator=generator, device=device) * GMM_STD_TANGENT
     angle = component.float() * (2.0 * math.pi / n_components)
+    return gmm_points(radial, tangent, angle).reshape(n, dim)
+
+
+def gmm_points(radial: torch.Tensor, tangent: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
+    """2-D points [..., 2] at distance `radial` along, and `tangent` across, the direction `angle`."""
     cos, sin = torch.cos(angle), torch.sin(angle)
-    x = radial * cos - tangent * sin
-    y = radial * sin + tangent * cos
-    return torch.stack((x, y), dim=-1).reshape(n, dim)
+    return torch.stack((radial * cos - tangent * sin, radial * sin + tangent * cos), dim=-1)
 
 
 def gmm_component_means(n_components: int = 10) -> torch.Tensor:

@@ -37,17 +37,15 @@ AGREEMENT_GOAL = 0.995
 
 def held_out_sets(name: str, card: dict) -> tuple[calib_sets.CalibrationSet, dict[str, np.ndarray]]:
     """(calibration rows, {test set name: real held-out rows}) for a model."""
-    if card.get("feature") == "hand" or name == "gesture":
-        from aae import landmark_data
+    from aae import landmark_data
 
+    if card.get("feature") == "hand" or name == "gesture":
         seed = int(card.get("data", {}).get("split_seed", 0))
         _, test = calib_sets.hand_split("baron105", seed)
         return calib_sets.hand_set("baron105", seed=seed), {
             "baron105_test": test.x,
             "kinivi": landmark_data.load_hand_set("kinivi").x,
         }
-    from aae import landmark_data
-
     photos = np.asarray([face.features() for _, face in landmark_data.load_faces()], np.float32)
     return calib_sets.face_set(seed=1), {"face_photos": photos}
 
@@ -89,6 +87,12 @@ def latency(sessions: dict[str, EncoderSession], rows: np.ndarray, iters: int, w
     }
 
 
+def _without_samples(timings: dict) -> tuple[dict, dict]:
+    """Split `latency()`'s result into (summary per session, raw samples per session)."""
+    summary = {k: {m: v for m, v in t.items() if m != "samples"} for k, t in timings.items()}
+    return summary, {k: t["samples"] for k, t in timings.items()}
+
+
 def bench_model(
     name: str, model_dir: Path, methods: Sequence[str], iters: int, work: Path, per_channel: bool = True
 ) -> dict:
@@ -119,8 +123,7 @@ def bench_model(
     first_test = next(iter(tests.values()))
     timings = latency(sessions, first_test, iters)
     result["latency_rows_from"] = next(iter(tests))
-    result["latency"] = {k: {m: v for m, v in t.items() if m != "samples"} for k, t in timings.items()}
-    result["_samples"] = {k: t["samples"] for k, t in timings.items()}
+    result["latency"], result["_samples"] = _without_samples(timings)
     return result
 
 
@@ -143,10 +146,8 @@ def bench_reference_mlp(methods: Sequence[str], iters: int, work: Path) -> dict:
     print("\nreference MLP 1434-1000-1000-16 (BRIEF section 5 scale; random weights, latency only):")
     for name, t in timings.items():
         print(f"  {name:<12} median {t['median_us']:8.1f} us   p99 {t['p99_us']:8.1f} us")
-    return {
-        "latency": {k: {m: v for m, v in t.items() if m != "samples"} for k, t in timings.items()},
-        "_samples": {k: t["samples"] for k, t in timings.items()},
-    }
+    summary, samples = _without_samples(timings)
+    return {"latency": summary, "_samples": samples}
 
 
 def print_table(name: str, result: dict) -> None:

@@ -45,16 +45,16 @@ def blendshape_baseline(faces, person: str) -> list[bool]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    cfg = expressions.default_fit_config()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs/benchmarks/expression_quality.json"))
-    parser.add_argument("--epochs", type=int, default=expressions.default_fit_config().epochs)
-    parser.add_argument("--hidden", type=int, default=expressions.default_fit_config().hidden_dim)
+    parser.add_argument("--epochs", type=int, default=cfg.epochs)
+    parser.add_argument("--hidden", type=int, default=cfg.hidden_dim)
     parser.add_argument("--per_class", type=int, default=150)
     parser.add_argument("--quick", action="store_true", help="6 epochs, 30 rows per class: a smoke run")
     args = parser.parse_args(argv)
     if args.quick:
         args.epochs, args.per_class = 6, 30
-    cfg = expressions.default_fit_config()
     cfg.epochs, cfg.hidden_dim, cfg.progress = args.epochs, args.hidden, False
     faces = landmark_data.load_faces()
     people = [f"london_{i}" for i in landmark_data.LONDON_IDS]

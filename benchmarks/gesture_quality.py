@@ -24,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 from aae import landmark_aae, landmark_data
-from aae.gestures import default_fit_config, train_gestures
+from aae.gestures import default_fit_config, split_hand_set, train_gestures
 from latentcast.errors import run_cli
 
 LABEL_FRACTIONS = (0.01, 0.05, 0.10, 1.0)
@@ -63,16 +63,14 @@ def mlp_probs(net: torch.nn.Module, x: np.ndarray) -> np.ndarray:
 def mlp_baseline(cfg: landmark_aae.FitConfig, augment: int) -> dict:
     """Same split as train_gestures (same seed), all training labels."""
     data = landmark_data.load_hand_set("baron105")
-    rest, test = landmark_data.stratified_split(data.y, 0.2, seed=cfg.seed)
-    train_i, _ = landmark_data.stratified_split(data.y[rest], 0.1 / 0.8, seed=cfg.seed)
-    train = data.subset(rest[train_i])
+    train, _, test = split_hand_set(data, seed=cfg.seed)
     x, y = train.x, train.y
     if augment > 0:
         x, y = landmark_data.augment_hands(x, y, copies=augment, seed=cfg.seed)
     net = train_mlp(x, y, len(data.classes), cfg)
     kinivi = landmark_data.load_kinivi_as_baron(data.classes)
     return {
-        "test_accuracy": landmark_aae.accuracy(mlp_probs(net, data.x[test]), data.y[test]),
+        "test_accuracy": landmark_aae.accuracy(mlp_probs(net, test.x), test.y),
         "kinivi_accuracy": landmark_aae.accuracy(mlp_probs(net, kinivi.x), kinivi.y),
         "labelled_rows": len(train),
     }
@@ -102,17 +100,15 @@ def plot_confusion(matrix: np.ndarray, classes: list[str], title: str, path: Pat
 
 def real_media(model, classes: list[str]) -> dict:
     """MediaPipe + the run-time feature function on the thumbs-up photos and the hand clip."""
-    from aae.landmark_data import hand_features_from_image, hand_features_from_video
-
     out: dict = {"photos": {}}
     for key in THUMBS_UP_PHOTOS:
-        features = hand_features_from_image(key)
+        features = landmark_data.hand_features_from_image(key)
         if not len(features):
             out["photos"][key] = {"hands": 0}
             continue
         probs, _ = landmark_aae.encode(model, features)
         out["photos"][key] = {"hands": len(features), "predicted": [classes[int(i)] for i in probs.argmax(axis=1)]}
-    features, frames = hand_features_from_video(HAND_CLIP)
+    features, frames = landmark_data.hand_features_from_video(HAND_CLIP)
     probs, _ = landmark_aae.encode(model, features) if len(features) else (np.zeros((0, len(classes))), None)
     sequence = probs.argmax(axis=1)
     out["clip"] = {
@@ -125,10 +121,11 @@ def real_media(model, classes: list[str]) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    cfg = default_fit_config()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs/benchmarks/gesture_quality.json"))
-    parser.add_argument("--epochs", type=int, default=default_fit_config().epochs)
-    parser.add_argument("--hidden", type=int, default=default_fit_config().hidden_dim)
+    parser.add_argument("--epochs", type=int, default=cfg.epochs)
+    parser.add_argument("--hidden", type=int, default=cfg.hidden_dim)
     parser.add_argument("--augment", type=int, default=2)
     parser.add_argument("--holdout", nargs="*", default=["horns", "ok"], help="open-set classes")
     parser.add_argument("--quick", action="store_true", help="10 epochs, one open-set class: a smoke run")
@@ -136,7 +133,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.epochs, args.holdout = 10, args.holdout[:1]
-    cfg = default_fit_config()
     cfg.hidden_dim, cfg.epochs, cfg.progress = args.hidden, args.epochs, False
     args.out.parent.mkdir(parents=True, exist_ok=True)
     report: dict = {

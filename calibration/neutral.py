@@ -56,7 +56,7 @@ class NeutralCalibration:
                 f"neutral calibration has {len(self.zero_point)} features but the face features have {x.shape[-1]}: "
                 "recalibrate with this model (python -m calibration.neutral)"
             )
-        return np.clip(self.target + (x - self.zero_point) * self.scale, -1.0, 1.0).astype(np.float32)
+        return np.clip(self.target + (x - self.zero_point) * self.scale, -1.0, 1.0).astype(np.float32, copy=False)
 
     def to_dict(self) -> dict:
         return {

@@ -26,6 +26,7 @@ import numpy as np
 
 from latentcast.assets import resolve, sha256_of
 from latentcast.errors import UserError, run_cli
+from latentcast.features import FEATURE_SPEC_VERSION
 
 HAND_TEST_FRACTION = 0.2  # the share aae.gestures holds out as its test split (same seed): never calibrate on it
 DEFAULT_ROWS = 512
@@ -50,14 +51,6 @@ class CalibrationSet:
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "sources": self.sources,
         }
-
-
-def _feature_spec_version() -> str | int | None:
-    try:
-        from latentcast import features
-    except ImportError:
-        return None
-    return getattr(features, "FEATURE_SPEC_VERSION", None)
 
 
 def save_set(calib: CalibrationSet, path: str | Path) -> Path:
@@ -108,7 +101,7 @@ def hand_set(name: str = "baron105", rows: int = DEFAULT_ROWS, seed: int = 0) ->
         "rows": len(pick),
         "split": f"training part (test fraction {HAND_TEST_FRACTION}, split seed {seed} excluded)",
     }
-    return CalibrationSet(pool.x[pick], [source], f"hand-{name}", _feature_spec_version())
+    return CalibrationSet(pool.x[pick], [source], f"hand-{name}", FEATURE_SPEC_VERSION)
 
 
 def face_set(rows: int = DEFAULT_ROWS, seed: int = 0, per_class: int = 10) -> CalibrationSet:
@@ -133,7 +126,7 @@ def face_set(rows: int = DEFAULT_ROWS, seed: int = 0, per_class: int = 10) -> Ca
             "real_photos": len(real),
         }
     )
-    return CalibrationSet(x[pick], sources, "face-photos-recipe", _feature_spec_version())
+    return CalibrationSet(x[pick], sources, "face-photos-recipe", FEATURE_SPEC_VERSION)
 
 
 def session_set(path: str | Path, rows: int = DEFAULT_ROWS, seed: int = 0) -> CalibrationSet:
@@ -143,7 +136,7 @@ def session_set(path: str | Path, rows: int = DEFAULT_ROWS, seed: int = 0) -> Ca
     session = landmark_data.load_session(path)
     pick = _subsample(len(session), rows, seed)
     source = {"file": Path(path).name, "sha256": sha256_of(Path(path)), "rows": len(pick), "kind": "recorded session"}
-    return CalibrationSet(session.x[pick], [source], Path(path).stem, _feature_spec_version())
+    return CalibrationSet(session.x[pick], [source], Path(path).stem, FEATURE_SPEC_VERSION)
 
 
 def array_set(path: str | Path, rows: int = DEFAULT_ROWS, seed: int = 0, key: str = "features") -> CalibrationSet:
@@ -163,7 +156,7 @@ def array_set(path: str | Path, rows: int = DEFAULT_ROWS, seed: int = 0, key: st
     x = x[np.isfinite(x).all(axis=1)]
     pick = _subsample(len(x), rows, seed)
     source = {"file": path.name, "sha256": sha256_of(path), "rows": len(pick), "key": key}
-    return CalibrationSet(x[pick], [source], path.stem, _feature_spec_version())
+    return CalibrationSet(x[pick], [source], path.stem, FEATURE_SPEC_VERSION)
 
 
 def combine(sets: Sequence[CalibrationSet], name: str) -> CalibrationSet:

@@ -110,15 +110,14 @@ class ImageListReader:
     def read(self) -> np.ndarray | None:
         import cv2
 
-        if self._next >= len(self.paths):
-            return None
-        path = self.paths[self._next]
-        self._next += 1
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
+        while self._next < len(self.paths):  # a loop, not recursion: a long run of bad files is fine
+            path = self.paths[self._next]
+            self._next += 1
+            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if image is not None:
+                return image
             log.warning("skipping unreadable image %s", path)
-            return self.read()
-        return image
+        return None
 
     def close(self) -> None:
         pass
@@ -133,6 +132,11 @@ def csi_pipeline(sensor_id: int, settings: SourceSettings) -> str:
         "nvvidconv ! video/x-raw, format=BGRx ! videoconvert ! video/x-raw, format=BGR ! "
         "appsink drop=1 max-buffers=1"
     )
+
+
+def uri_path(uri: str) -> Path:
+    """The file or folder a non-camera source URI names (`file://` optional, `~` expanded)."""
+    return Path(uri[len("file://") :] if uri.startswith("file://") else uri).expanduser()
 
 
 def open_reader(uri: str, settings: SourceSettings | None = None) -> FrameReader:
@@ -153,7 +157,7 @@ def open_reader(uri: str, settings: SourceSettings | None = None) -> FrameReader
         return OpenCVReader(device, cv2.CAP_V4L2, True, settings)
     if uri.isdigit():
         return OpenCVReader(int(uri), None, True, settings)
-    path = Path(uri[len("file://") :] if uri.startswith("file://") else uri).expanduser()
+    path = uri_path(uri)
     if path.is_dir():
         images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not images:

@@ -224,6 +224,11 @@ class _Tracker:
     def _create(self, path: str):
         raise NotImplementedError
 
+    def _running_mode(self):
+        from mediapipe.tasks.python import vision
+
+        return vision.RunningMode.VIDEO if self.config.mode == "video" else vision.RunningMode.IMAGE
+
     def _mp_image(self, frame: np.ndarray):
         import mediapipe as mp
 
@@ -256,6 +261,11 @@ class _Tracker:
         self.close()
 
 
+def _xyz(points) -> np.ndarray:
+    """MediaPipe landmark list -> [N, 3] float32."""
+    return np.array([(p.x, p.y, p.z) for p in points], np.float32)
+
+
 def _image_size(frame: np.ndarray) -> tuple[int, int]:
     shape = np.shape(frame)
     if len(shape) < 2 or shape[0] == 0 or shape[1] == 0:
@@ -276,7 +286,7 @@ class FaceTracker(_Tracker):
 
         options = vision.FaceLandmarkerOptions(
             base_options=BaseOptions(model_asset_path=path),
-            running_mode=vision.RunningMode.VIDEO if self.config.mode == "video" else vision.RunningMode.IMAGE,
+            running_mode=self._running_mode(),
             num_faces=self.config.max_faces,
             min_face_detection_confidence=self.config.min_detection_confidence,
             min_face_presence_confidence=self.config.min_presence_confidence,
@@ -291,7 +301,7 @@ class FaceTracker(_Tracker):
         result, size = self._run(frame, timestamp_ms)
         if not result.face_landmarks:
             return FaceObservation.absent(size)
-        landmarks = np.array([(p.x, p.y, p.z) for p in result.face_landmarks[0]], np.float32)
+        landmarks = _xyz(result.face_landmarks[0])
         blendshapes = np.zeros(BLENDSHAPE_COUNT, np.float32)
         if result.face_blendshapes:
             for category in result.face_blendshapes[0]:
@@ -315,7 +325,7 @@ class HandTracker(_Tracker):
 
         options = vision.HandLandmarkerOptions(
             base_options=BaseOptions(model_asset_path=path),
-            running_mode=vision.RunningMode.VIDEO if self.config.mode == "video" else vision.RunningMode.IMAGE,
+            running_mode=self._running_mode(),
             num_hands=self.config.max_hands,
             min_hand_detection_confidence=self.config.min_detection_confidence,
             min_hand_presence_confidence=self.config.min_presence_confidence,
@@ -335,12 +345,8 @@ class HandTracker(_Tracker):
             found.append(
                 HandObservation(
                     present=True,
-                    landmarks=np.array([(p.x, p.y, p.z) for p in points], np.float32),
-                    world_landmarks=(
-                        np.array([(p.x, p.y, p.z) for p in world], np.float32)
-                        if world
-                        else np.zeros((HAND_LANDMARK_COUNT, 3), np.float32)
-                    ),
+                    landmarks=_xyz(points),
+                    world_landmarks=_xyz(world) if world else np.zeros((HAND_LANDMARK_COUNT, 3), np.float32),
                     handedness=category.category_name if category else "Right",  # MediaPipe always sends one
                     score=float(category.score) if category else 0.0,
                     image_size=size,

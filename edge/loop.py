@@ -42,6 +42,7 @@ from latentcast.protocol import (
 log = logging.getLogger(__name__)
 
 STAGES = ("wait", "landmarks", "features", "encoder", "filter", "publish")
+_MARKS = ("start", *STAGES[1:])  # perf_counter marks in `process`; each stage after "wait" is the gap between two
 
 
 @dataclass
@@ -130,6 +131,15 @@ class _Filters:
     def reset(self, part: str) -> None:
         if part in self._filters:
             self._filters[part].reset()
+
+    def reset_all(self) -> None:
+        for filt in self._filters.values():
+            filt.reset()
+
+
+def _empty_hand_blocks() -> list[HandBlock]:
+    """The two hand slots the edge always sends, left then right, both absent."""
+    return [HandBlock(handedness=Handedness.LEFT), HandBlock(handedness=Handedness.RIGHT)]
 
 
 def assign_hand_slots(hands: list[HandPart], max_hands: int) -> list[HandPart | None]:
@@ -287,7 +297,7 @@ class EdgeLoop:
         t = frame.t_ns / 1e9
         empty = np.zeros(0, np.float32)
         face_block = FaceBlock()
-        hand_blocks = [HandBlock(handedness=Handedness.LEFT), HandBlock(handedness=Handedness.RIGHT)]
+        hand_blocks = _empty_hand_blocks()
         encoded: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         if self.encoders is not None:
             if face is not None:
@@ -339,9 +349,8 @@ class EdgeLoop:
         if self._preview is not None:
             points = ([face.points] if face is not None else []) + [h.points for h in hands if h is not None]
             self._preview.submit(frame.image, self._seq, frame.t_ns, points)
-        order = ["start", "landmarks", "features", "encoder", "filter", "publish"]
         stages = {"wait": t_take - frame.t_ns}
-        stages.update({b: marks[b] - marks[a] for a, b in itertools.pairwise(order)})
+        stages.update({b: marks[b] - marks[a] for a, b in itertools.pairwise(_MARKS)})
         timing = FrameTiming(
             self._seq,
             frame.index,
@@ -357,14 +366,13 @@ class EdgeLoop:
     def publish_lost(self) -> None:
         """The camera is down: tell renderers (they switch to idle motion) instead of going silent."""
         now = time.monotonic_ns()
-        msg = LatentMessage(self.source_id, self._seq, now, now, self.model_id, TrackingStatus.SOURCE_LOST)
-        msg.hands = [HandBlock(handedness=Handedness.LEFT), HandBlock(handedness=Handedness.RIGHT)]
+        msg = LatentMessage(
+            self.source_id, self._seq, now, now, self.model_id, TrackingStatus.SOURCE_LOST, hands=_empty_hand_blocks()
+        )
         self.publisher.send(encode_latents(msg))
         self._seq += 1
         self.stats.lost_messages += 1
-        self.filters.reset("face")
-        self.filters.reset("hand0")
-        self.filters.reset("hand1")
+        self.filters.reset_all()
 
     # -------------------------------------------------------------------------------- run
     def run(self, max_frames: int | None = None, stop: threading.Event | None = None) -> LoopStats:

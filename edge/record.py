@@ -265,7 +265,9 @@ def _frame_count(uri: str) -> int | None:
     """Frames in a video file (for the progress bar); None for cameras and unknown counts."""
     import cv2
 
-    path = Path(uri[len("file://") :] if uri.startswith("file://") else uri).expanduser()
+    from edge.capture import uri_path
+
+    path = uri_path(uri)
     if not path.is_file():
         return None
     capture = cv2.VideoCapture(str(path))
@@ -342,10 +344,8 @@ def record(
                     log.warning("camera returned no frame; stopping and saving what was recorded")
                 break
             index += 1
-            if reader.live or pace == "fast":
-                timestamp_ms = _file_time_ms(index, reader.fps) if not reader.live else _now_ms(start)
-            else:  # native pace: a file played like a camera, skipping what the trackers miss
-                timestamp_ms = _file_time_ms(index, reader.fps)
+            timestamp_ms = _now_ms(start) if reader.live else _file_time_ms(index, reader.fps)
+            if pace == "native" and not reader.live:  # a file played like a camera, skipping what the trackers miss
                 if timestamp_ms < _now_ms(start) - 1000 / reader.fps:
                     continue
                 wait_s = timestamp_ms / 1000 - (time.monotonic() - start)

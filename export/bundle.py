@@ -26,16 +26,19 @@ from pathlib import Path
 import numpy as np
 
 from calibration import sets as calib_sets
+from edge.landmarks import FACE_MODEL_KEY, HAND_MODEL_KEY
 from export import onnx as onnx_export
 from export.quantize import METHODS, qdq_summary, quantize_encoder
 from latentcast import bundle as bundle_reader
 from latentcast.assets import resolve, sha256_of
 from latentcast.errors import UserError, run_cli
+from latentcast.features import FEATURE_SPEC_VERSION
 from latentcast.inference import EncoderSession
 
+# bundle path -> asset key: the very landmark models the edge's trackers load
 LANDMARK_ASSETS = {
-    "landmarks/face_landmarker.task": "models/mediapipe/face_landmarker.task",
-    "landmarks/hand_landmarker.task": "models/mediapipe/hand_landmarker.task",
+    bundle_reader.LANDMARK_FILES["face"]: FACE_MODEL_KEY,
+    bundle_reader.LANDMARK_FILES["hand"]: HAND_MODEL_KEY,
 }
 
 log = logging.getLogger(__name__)
@@ -56,12 +59,6 @@ def tool_versions() -> dict[str, str]:
         "onnxruntime": onnxruntime.__version__,
         "onnx_opset": str(onnx_export.OPSET),
     }
-
-
-def current_feature_spec_version():
-    from latentcast import features
-
-    return features.FEATURE_SPEC_VERSION
 
 
 def default_calibration(name: str, card: dict, rows: int) -> calib_sets.CalibrationSet:
@@ -129,8 +126,7 @@ def config_text(version: str, models: list[str]) -> str:
         f'version = "{version}"',
         "",
         "[landmarks]",
-        'face = "landmarks/face_landmarker.task"',
-        'hand = "landmarks/hand_landmarker.task"',
+        *(f'{part} = "{rel}"' for part, rel in bundle_reader.LANDMARK_FILES.items()),
     ]
     for name in models:
         lines += [
@@ -161,7 +157,7 @@ def build(
     root = Path(out_dir) / f"latentcast-bundle-{version}"
     if root.exists():
         raise UserError(f"{root} already exists: pass another --version or remove it")
-    spec = current_feature_spec_version()
+    spec = FEATURE_SPEC_VERSION
     calibration = calibration or {}
     entries = {}
     try:

@@ -15,6 +15,7 @@ import argparse
 import json
 import logging
 import shutil
+import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -182,11 +183,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         features = load_set(args.features).features
     report = export_model(args.model, args.out, features, args.opset)
     print(json.dumps(report, indent=2))
-    print(f"wrote {args.out / ENCODER_FILE} and {args.out / DECODER_FILE} (max abs diff vs PyTorch within 1e-4)")
+    print(
+        f"wrote {args.out / ENCODER_FILE} and {args.out / DECODER_FILE} "
+        f"(max abs diff vs PyTorch within {PARITY_TOLERANCE:g})"
+    )
     return 0
 
 
 if __name__ == "__main__":
-    import sys
-
     sys.exit(run_cli(main))

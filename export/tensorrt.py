@@ -30,6 +30,7 @@ from latentcast.errors import UserError, run_cli
 
 PRECISIONS = ("fp16", "int8")
 INPUT_NAME = "features"
+TIMING_CACHE = "tensorrt.timing.cache"  # latentcast.bundle.DEVICE_BUILT keeps it out of the manifest
 
 
 @dataclass
@@ -170,12 +171,12 @@ def specs_for(source: Path, out: Path | None, precision: str, max_batch: int) ->
     if source.is_file() and source.suffix == ".onnx":
         out = out or source.parent
         chosen = precision if precision != "auto" else ("int8" if has_qdq(source) else "fp16")
-        cache = out / "tensorrt.timing.cache"
+        cache = out / TIMING_CACHE
         return [EngineSpec(source, out / f"{source.stem}.engine", chosen, max_batch=max_batch, timing_cache=cache)]
     from latentcast.bundle import open_bundle
 
     bundle = open_bundle(source)
-    cache = (out or bundle.root) / "tensorrt.timing.cache"
+    cache = (out or bundle.root) / TIMING_CACHE
     specs = []
     for name in bundle.models:
         for each in PRECISIONS if precision == "auto" else (precision,):

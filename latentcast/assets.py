@@ -97,7 +97,7 @@ def lookup(key: str) -> Asset:
 
 
 def catalog_keys(prefix: str = "") -> list[str]:
-    """Catalog keys under a prefix, e.g. ``keys("data/mnist/")``."""
+    """Catalog keys under a prefix, e.g. ``catalog_keys("data/mnist/")``."""
     from latentcast.asset_catalog import CATALOG
 
     return sorted(k for k in CATALOG if k.startswith(prefix))

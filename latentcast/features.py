@@ -234,9 +234,8 @@ def face_features(landmarks: np.ndarray, blendshapes: np.ndarray, image_size: tu
     if blendshapes.shape != (BLENDSHAPE_COUNT,):
         raise ValueError(f"blendshapes must be [52], got {blendshapes.shape}")
     scores = 2.0 * np.clip(blendshapes[1:], 0.0, 1.0) - 1.0
-    coords = (
-        pose_free_face_landmarks(landmarks, image_size)[list(FACE_FEATURE_LANDMARKS)] - FACE_TEMPLATE
-    ) * FACE_COORD_GAIN
+    # Only the feature landmarks are carried into the head frame (the anchors still come from all 478).
+    coords = (pose_free_face_landmarks(landmarks, image_size, FACE_FEATURE_LANDMARKS) - FACE_TEMPLATE) * FACE_COORD_GAIN
     return np.concatenate([scores, np.clip(coords, -1.0, 1.0).reshape(-1)]).astype(np.float32)
 
 

@@ -90,46 +90,48 @@ def _as_batch(array: np.ndarray, width: int | None, name: str) -> np.ndarray:
     return np.ascontiguousarray(batch)
 
 
-class EncoderSession:
-    """features [N, D] (or [D]) -> (y [N, K] class probabilities, z [N, C] style code)."""
+class _ModelSession:
+    """An onnxruntime session on one model file, with its inputs and outputs by name."""
 
     def __init__(self, path: str | os.PathLike[str], threads: int = 1, providers: Sequence[str] | None = None):
         self.path = Path(path)
         self.session = make_session(self.path, threads, providers)
-        inputs = {i.name: i for i in self.session.get_inputs()}
-        outputs = {o.name: o for o in self.session.get_outputs()}
+        self._inputs = {i.name: i for i in self.session.get_inputs()}
+        self._outputs = {o.name: o for o in self.session.get_outputs()}
+
+    @property
+    def providers(self) -> list[str]:
+        return self.session.get_providers()
+
+
+class EncoderSession(_ModelSession):
+    """features [N, D] (or [D]) -> (y [N, K] class probabilities, z [N, C] style code)."""
+
+    def __init__(self, path: str | os.PathLike[str], threads: int = 1, providers: Sequence[str] | None = None):
+        super().__init__(path, threads, providers)
+        inputs, outputs = self._inputs, self._outputs
         if "features" not in inputs or not {"y", "z"} <= set(outputs):
             raise UserError(f"{self.path} is not a latentcast encoder (needs input 'features', outputs 'y', 'z')")
         self.input_dim = _static(inputs["features"].shape[1])
         self.n_classes = _static(outputs["y"].shape[1])
         self.code_dim = _static(outputs["z"].shape[1])
 
-    @property
-    def providers(self) -> list[str]:
-        return self.session.get_providers()
-
     def __call__(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         y, z = self.session.run(["y", "z"], {"features": _as_batch(features, self.input_dim, "features")})
         return y, z
 
 
-class DecoderSession:
+class DecoderSession(_ModelSession):
     """(y [N, K], z [N, C]) -> features [N, D]: how the renderer turns latents back into landmark features."""
 
     def __init__(self, path: str | os.PathLike[str], threads: int = 1, providers: Sequence[str] | None = None):
-        self.path = Path(path)
-        self.session = make_session(self.path, threads, providers)
-        inputs = {i.name: i for i in self.session.get_inputs()}
-        outputs = {o.name: o for o in self.session.get_outputs()}
+        super().__init__(path, threads, providers)
+        inputs, outputs = self._inputs, self._outputs
         if not {"y", "z"} <= set(inputs) or "features" not in outputs:
             raise UserError(f"{self.path} is not a latentcast decoder (needs inputs 'y', 'z', output 'features')")
         self.n_classes = _static(inputs["y"].shape[1])
         self.code_dim = _static(inputs["z"].shape[1])
         self.output_dim = _static(outputs["features"].shape[1])
-
-    @property
-    def providers(self) -> list[str]:
-        return self.session.get_providers()
 
     def __call__(self, y: np.ndarray, z: np.ndarray) -> np.ndarray:
         feeds = {"y": _as_batch(y, self.n_classes, "y"), "z": _as_batch(z, self.code_dim, "z")}

@@ -36,6 +36,20 @@ class AnimatorStats:
     decoded_hands: int = 0
 
 
+def _set_face(face: FaceParams, features: np.ndarray) -> None:
+    """Decoded face features -> the face's controls (blinks, mouth, smile, brows) and all its blendshapes."""
+    shapes = retarget.blendshapes_from_features(features)
+    for name, value in retarget.face_controls(shapes).items():
+        setattr(face, name, value)
+    face.blendshapes = shapes
+
+
+def _set_hand(hand: HandParams, features: np.ndarray, handedness: str) -> None:
+    """Decoded hand features -> the hand's finger curls and pointing direction."""
+    hand.curls = tuple(float(c) for c in retarget.finger_curls(features))
+    hand.dir_x, hand.dir_y = retarget.hand_direction(features, handedness)
+
+
 def _label(part: PartDecoder | None, y: np.ndarray) -> tuple[str, float]:
     if part is None or y.size == 0:
         return "", 0.0
@@ -71,10 +85,7 @@ class Animator:
         face = FaceParams(present=1.0, **retarget.head_angles(block.pose))
         part = self.decoders.face
         if part is not None and part.valid(block.y, block.z) and self.decoders.accepts(msg.model_id):
-            shapes = retarget.blendshapes_from_features(part(block.y, block.z))
-            for name, value in retarget.face_controls(shapes).items():
-                setattr(face, name, value)
-            face.blendshapes = shapes
+            _set_face(face, part(block.y, block.z))
             face.expression, face.expression_confidence = _label(part, block.y)
             self.stats.decoded_face += 1
         return face
@@ -86,9 +97,7 @@ class Animator:
         hand = HandParams(present=1.0, wrist_x=float(block.wrist[0]), wrist_y=float(block.wrist[1]))
         part = self.decoders.hand
         if part is not None and part.valid(block.y, block.z) and self.decoders.accepts(msg.model_id):
-            features = part(block.y, block.z)
-            hand.curls = tuple(float(c) for c in retarget.finger_curls(features))
-            hand.dir_x, hand.dir_y = retarget.hand_direction(features, side.name.title())
+            _set_hand(hand, part(block.y, block.z), side.name.title())
             hand.gesture, hand.gesture_confidence = _label(part, block.y)
             self.stats.decoded_hands += 1
         return hand
@@ -110,10 +119,7 @@ class Animator:
         face = FaceParams(present=1.0, yaw=head["yaw"], pitch=head["pitch"], roll=head["roll"])
         if self.face_prior is not None:
             y, z = self.face_prior.step(dt)
-            shapes = retarget.blendshapes_from_features(self.decoders.face(y, z))
-            for name, value in retarget.face_controls(shapes).items():
-                setattr(face, name, value)
-            face.blendshapes = shapes
+            _set_face(face, self.decoders.face(y, z))
             face.expression = self.face_prior.class_name
         face.blink_left = max(face.blink_left, head["blink"])
         face.blink_right = max(face.blink_right, head["blink"])
@@ -125,9 +131,7 @@ class Animator:
             prior = self.hand_priors[side]
             if prior is not None:
                 y, z = prior.step(dt)
-                features = self.decoders.hand(y, z)
-                hand.curls = tuple(float(c) for c in retarget.finger_curls(features))
-                hand.dir_x, hand.dir_y = retarget.hand_direction(features, side.title())
+                _set_hand(hand, self.decoders.hand(y, z), side.title())
             hands[side] = hand
         return CharacterParams(face=face, left_hand=hands["left"], right_hand=hands["right"], idle=1.0)
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from latentcast.errors import UserError
 from latentcast.protocol import TOPIC_PREVIEW, LatentMessage
 from latentcast.subscriber import CurveClientKeys, LatentSubscriber
 from renderer.animate import Animator, AnimatorConfig
@@ -99,8 +100,6 @@ class RendererHost:
         self.preview_sub = None
         if cfg.side_by_side:
             if not cfg.preview_endpoint:
-                from latentcast.errors import UserError
-
                 raise UserError(
                     "--side-by-side needs the edge's preview socket: pass --preview-endpoint tcp://HOST:5556"
                 )

@@ -67,11 +67,11 @@ class CharacterRenderer:
         self.center = np.array([0.5 * width, 0.46 * height])
 
     # -- geometry helpers ---------------------------------------------------------------------
-    def _to_image(self, pts: np.ndarray, origin: np.ndarray, roll: float, scale: float) -> np.ndarray:
-        """Face coordinates (head radii, y down) -> pixel coordinates, rotated by roll about origin."""
-        c, s = math.cos(roll), math.sin(roll)
-        rot = np.array([[c, -s], [s, c]])
-        return origin + (np.asarray(pts, np.float64) * scale) @ rot.T
+    @staticmethod
+    def _rotation(angle: float) -> np.ndarray:
+        """2x2 matrix turning image points (y down) clockwise on screen by `angle` radians."""
+        c, s = math.cos(angle), math.sin(angle)
+        return np.array([[c, -s], [s, c]])
 
     @staticmethod
     def _ipts(pts: np.ndarray) -> np.ndarray:
@@ -126,9 +126,11 @@ class CharacterRenderer:
         origin = self.center + np.array([-0.08 * r * yaw, 0.06 * r * pitch])
         fx, fy = 0.38 * yaw, -0.3 * pitch  # feature offset in head radii
         roll = -self.flip * face.roll  # towards the right shoulder: clockwise on a mirror image
+        rot = self._rotation(roll)
 
         def place(pts):
-            return self._to_image(pts, origin, roll, r)
+            """Face coordinates (head radii, y down) -> pixel coordinates, rotated by roll about origin."""
+            return origin + (np.asarray(pts, np.float64) * r) @ rot.T
 
         self._poly(img, place(self._ellipse_pts(0, -0.12, 1.08, 1.02)), p.hair)  # hair behind the head
         for side in (-1, 1):  # ears, hidden on the side the head turns away from
@@ -217,8 +219,7 @@ class CharacterRenderer:
         wrist = np.array([np.clip(wrist_x, 0.05, 0.95) * self.width, np.clip(hand.wrist_y, 0.05, 0.95) * self.height])
         dx, dy = (-hand.dir_x if self.mirror else hand.dir_x), hand.dir_y
         theta = math.atan2(dx, -dy) if abs(dx) + abs(dy) > 1e-6 else 0.0  # 0 = fingers up, + = clockwise
-        c, s_ = math.cos(theta), math.sin(theta)
-        rot = np.array([[c, -s_], [s_, c]])
+        rot = self._rotation(theta)
 
         def place(pts) -> np.ndarray:
             return wrist + np.asarray(pts, np.float64) @ rot.T

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from latentcast.bundle import open_bundle
+from latentcast.bundle import MANIFEST, open_bundle
 from latentcast.errors import UserError
 from latentcast.inference import DecoderSession
 from latentcast.protocol import NO_MODEL, model_id_from_manifest
@@ -70,7 +70,7 @@ class BundleDecoders:
                         "rebuild the bundle"
                     )
                 parts[name] = PartDecoder(name, classes, session)
-        model_id = model_id_from_manifest((bundle.root / "manifest.json").read_bytes())
+        model_id = model_id_from_manifest((bundle.root / MANIFEST).read_bytes())
         log.info("bundle %s: models %s, model id %s", bundle.root, ", ".join(parts) or "none", model_id.hex())
         return cls(parts.get(FACE_MODEL), parts.get(HAND_MODEL), model_id)
 

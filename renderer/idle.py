@@ -38,8 +38,7 @@ class PriorIdle:
         self.config = config or IdleConfig()
         self.rng = rng
         self.z = rng.standard_normal(code_dim)
-        calm = [i for i, name in enumerate(self.classes) if name.lower() in CALM_CLASS_NAMES]
-        self.calm = calm
+        self.calm = [i for i, name in enumerate(self.classes) if name.lower() in CALM_CLASS_NAMES]
         self.class_index = self._pick_class()
         self.hold_left = self._hold_time()
 

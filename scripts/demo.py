@@ -28,7 +28,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from aae.landmark_aae import CHECKPOINT, MODEL_CARD
+from edge.landmarks import FACE_MODEL_KEY, HAND_MODEL_KEY
 from latentcast.assets import resolve
+from latentcast.bundle import MANIFEST
 from latentcast.errors import UserError, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,7 +88,7 @@ def models_hash(models: dict[str, Path]) -> str:
 def build_bundle(models: dict[str, Path], bundles_dir: Path) -> Path:
     version = f"demo-{models_hash(models)}"
     bundle = bundles_dir / f"latentcast-bundle-{version}"
-    if (bundle / "manifest.json").is_file():
+    if (bundle / MANIFEST).is_file():
         print(f"    using {bundle}")
         return bundle
     cmd = [sys.executable, "-m", "export.bundle", "build", "--out", str(bundles_dir), "--version", version]
@@ -133,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     step("1/5 assets")
     source = args.source or f"file://{resolve(SAMPLE_CLIP)}"
-    for key in ("models/mediapipe/face_landmarker.task", "models/mediapipe/hand_landmarker.task"):
+    for key in (FACE_MODEL_KEY, HAND_MODEL_KEY):
         print(f"    {key}: {resolve(key)}")
     print(f"    source: {source}")
 

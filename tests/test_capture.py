@@ -54,6 +54,17 @@ def test_image_folder_source_reads_photos_in_name_order(tmp_path):
     assert [p.name for p in reader.paths] == ["hand_victory.jpg", "testImg.jpeg"]
 
 
+def test_a_long_run_of_unreadable_images_is_skipped_not_fatal(tmp_path):
+    for i in range(1500):  # more than Python's default recursion limit
+        (tmp_path / f"a{i:04d}.jpg").write_bytes(b"not a jpeg")
+    shutil.copy(resolve("data/images/faces/testImg.jpeg"), tmp_path / "z.jpeg")
+    reader = ImageListReader(sorted(tmp_path.iterdir()), SourceSettings())
+    reader.open()
+    image = reader.read()
+    assert image is not None and image.shape[2] == 3
+    assert reader.read() is None
+
+
 @pytest.mark.parametrize(
     ("uri", "message"),
     [
