@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from aae import landmark_aae, landmark_data, open_set
+from aae import landmark_aae, landmark_data
 from aae.gestures import add_fit_flags, feature_spec_version, fit_config_from
-from latentcast import features
+from latentcast import features, open_set
 from latentcast.errors import UserError, run_cli
 
 log = logging.getLogger(__name__)

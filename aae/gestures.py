@@ -20,8 +20,8 @@ from dataclasses import asdict
 
 import numpy as np
 
-from aae import landmark_aae, landmark_data, open_set
-from latentcast import features
+from aae import landmark_aae, landmark_data
+from latentcast import features, open_set
 from latentcast.errors import UserError, run_cli
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 The model itself is `aae.model.SemiSupervisedAAE` (reused, not copied); this module adds what both
 landmark encoders need around it: numpy in/out helpers, the reconstruction error and accuracy the
-open-set rule (`aae.open_set`) and the metrics use, and the checkpoint + `model_card.json` pair the
+open-set rule (`latentcast.open_set`) and the metrics use, and the checkpoint + `model_card.json` pair the
 exporter and the renderer read.
 """
 
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from aae import model as aae_model
-from aae import open_set
+from latentcast import open_set
 
 MODEL_CARD = "model_card.json"
 CHECKPOINT = "model.pt"

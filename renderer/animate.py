@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from latentcast.open_set import confident_label
 from latentcast.protocol import Handedness, LatentMessage, TrackingStatus
 from renderer import retarget
 from renderer.decode import BundleDecoders, PartDecoder
@@ -51,10 +52,10 @@ def _set_hand(hand: HandParams, features: np.ndarray, handedness: str) -> None:
 
 
 def _label(part: PartDecoder | None, y: np.ndarray) -> tuple[str, float]:
+    """(class name or "unknown", confidence) by the card's open-set rule; argmax and raw probability without one."""
     if part is None or y.size == 0:
         return "", 0.0
-    k = int(np.argmax(y))
-    return part.classes[k], float(y[k])
+    return confident_label(y, part.classes, part.open_set)
 
 
 class Animator:
@@ -99,6 +100,7 @@ class Animator:
         if part is not None and part.valid(block.y, block.z) and self.decoders.accepts(msg.model_id):
             _set_hand(hand, part(block.y, block.z), side.name.title())
             hand.gesture, hand.gesture_confidence = _label(part, block.y)
+            hand.gesture_open_set = part.open_set is not None
             self.stats.decoded_hands += 1
         return hand
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from latentcast.open_set import UNKNOWN_NAME
 from renderer.params import CharacterParams, FaceParams, HandParams
 
 BGR = tuple[int, int, int]
@@ -55,7 +56,9 @@ class CharacterRenderer:
         height: int = 360,
         palette: Palette | None = None,
         mirror: bool = True,
-        min_label_confidence: float = 0.4,  # a gesture name is shown only when the classifier is this sure
+        # Without an open-set rule in the model card, a gesture name is shown only when the classifier's
+        # raw probability is at least this; with one, the rule decides and "unknown" is not drawn.
+        min_label_confidence: float = 0.4,
     ):
         self.width, self.height = width, height
         self.min_label_confidence = min_label_confidence
@@ -207,6 +210,12 @@ class CharacterRenderer:
         self._poly(img, place(tongue), p.tongue)
         self._poly(img, place(np.concatenate([shape, shape[:1]])), p.line, filled=False, thickness=2)
 
+    def _shows_gesture(self, hand: HandParams) -> bool:
+        """Whether the hand's gesture name is drawn: never "unknown"; the card's rule, or the raw threshold."""
+        if not hand.gesture or hand.gesture == UNKNOWN_NAME:
+            return False
+        return hand.gesture_open_set or hand.gesture_confidence >= self.min_label_confidence
+
     def _draw_hand(self, img: np.ndarray, hand: HandParams, side: str) -> None:
         """A glove drawn in its own frame (wrist at the origin, fingers up), then turned and placed."""
         import cv2
@@ -260,7 +269,7 @@ class CharacterRenderer:
         finger(chains[0])  # in front of the palm, where a folded thumb lies
         cuff = place([[-0.55 * size, 0.0], [0.55 * size, 0.0], [0.6 * size, 0.35 * size], [-0.6 * size, 0.35 * size]])
         self._poly(img, cuff, p.shirt)
-        if hand.gesture and hand.gesture_confidence >= self.min_label_confidence:
+        if self._shows_gesture(hand):
             label = hand.gesture.replace("_", " ")
             (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
             centre = place([0.0, 0.55 * size + 0.5 * th + 8])  # beyond the cuff, away from the fingers
@@ -276,7 +285,7 @@ class CharacterRenderer:
         tracked = params.idle < 0.5
         cv2.circle(img, (16, 18), 6, p.ok if tracked else p.idle, -1, cv2.LINE_AA)
         text = "tracking" if tracked else "idle motion"
-        if params.face.expression:
+        if params.face.expression and params.face.expression != UNKNOWN_NAME:
             text += f"  face: {params.face.expression}"
         cv2.putText(img, text, (28, 23), cv2.FONT_HERSHEY_SIMPLEX, 0.5, p.text, 1, cv2.LINE_AA)
         if status:

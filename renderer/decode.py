@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from latentcast import open_set
 from latentcast.bundle import MANIFEST, open_bundle
 from latentcast.errors import UserError
 from latentcast.inference import DecoderSession
@@ -26,11 +27,12 @@ FACE_MODEL, HAND_MODEL = "expression", "gesture"
 
 @dataclass
 class PartDecoder:
-    """One model's decoder with the class names from its model card."""
+    """One model's decoder with the class names and the open-set block from its model card."""
 
     name: str
     classes: list[str]
     session: DecoderSession
+    open_set: dict | None = None  # the card's "open_set" block when it holds a rule (else None)
 
     @property
     def code_dim(self) -> int:
@@ -46,6 +48,16 @@ class PartDecoder:
             and z.size == self.code_dim
             and bool(np.isfinite(y).all() and np.isfinite(z).all())
         )
+
+
+def _open_set_block(name: str, card: dict) -> dict | None:
+    """The card's open-set block if it holds a rule (checked now, not on the first frame), else None."""
+    block = card.get("open_set") or None
+    try:
+        rule = open_set.confidence_rule(block)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"{name} model card: {exc}: retrain the model or rebuild the bundle") from None
+    return dict(block) if rule is not None else None
 
 
 class BundleDecoders:
@@ -69,7 +81,7 @@ class BundleDecoders:
                         f"{name} decoder has {session.n_classes} classes, its model card {len(classes)}: "
                         "rebuild the bundle"
                     )
-                parts[name] = PartDecoder(name, classes, session)
+                parts[name] = PartDecoder(name, classes, session, _open_set_block(name, card))
         model_id = model_id_from_manifest((bundle.root / MANIFEST).read_bytes())
         log.info("bundle %s: models %s, model id %s", bundle.root, ", ".join(parts) or "none", model_id.hex())
         return cls(parts.get(FACE_MODEL), parts.get(HAND_MODEL), model_id)

@@ -30,8 +30,9 @@ class HandParams:
     # (x right, y down); a vector rather than an angle so smoothing never wraps around.
     dir_x: float = 0.0
     dir_y: float = -1.0
-    gesture: str = ""
-    gesture_confidence: float = 0.0
+    gesture: str = ""  # a class name, "unknown" (the model card's open-set rule) or "" (none)
+    gesture_confidence: float = 0.0  # calibrated when gesture_open_set, else the raw class probability
+    gesture_open_set: bool = False  # the model card's open-set rule decided the label (drawn as it says)
 
     def to_vector(self) -> np.ndarray:
         return np.array(
@@ -39,7 +40,9 @@ class HandParams:
         )
 
     @classmethod
-    def from_vector(cls, v: np.ndarray, gesture: str = "", gesture_confidence: float = 0.0) -> HandParams:
+    def from_vector(
+        cls, v: np.ndarray, gesture: str = "", gesture_confidence: float = 0.0, gesture_open_set: bool = False
+    ) -> HandParams:
         return cls(
             present=float(v[0]),
             wrist_x=float(v[1]),
@@ -49,7 +52,12 @@ class HandParams:
             dir_y=float(v[9]),
             gesture=gesture,
             gesture_confidence=gesture_confidence,
+            gesture_open_set=gesture_open_set,
         )
+
+    def with_vector(self, v: np.ndarray) -> HandParams:
+        """A copy with the numeric part replaced by `v`, keeping the gesture label."""
+        return HandParams.from_vector(v, self.gesture, self.gesture_confidence, self.gesture_open_set)
 
 
 HAND_SIZE = 10
@@ -113,11 +121,9 @@ class CharacterParams:
         f = self.face
         face = FaceParams.from_vector(v[:FACE_SIZE], f.expression, f.expression_confidence, f.blendshapes)
         lo = FACE_SIZE
-        left = HandParams.from_vector(v[lo : lo + HAND_SIZE], self.left_hand.gesture, self.left_hand.gesture_confidence)
+        left = self.left_hand.with_vector(v[lo : lo + HAND_SIZE])
         lo += HAND_SIZE
-        right = HandParams.from_vector(
-            v[lo : lo + HAND_SIZE], self.right_hand.gesture, self.right_hand.gesture_confidence
-        )
+        right = self.right_hand.with_vector(v[lo : lo + HAND_SIZE])
         return CharacterParams(face=face, left_hand=left, right_hand=right, idle=self.idle)
 
 

@@ -91,8 +91,11 @@ def face_class_features() -> np.ndarray:
     return rows
 
 
-def make_bundle(root: Path, seed: int = 0) -> Path:
-    """Write a verified-format bundle with gesture and expression decoders under `root`; returns it."""
+def make_bundle(root: Path, seed: int = 0, open_set: dict[str, dict] | None = None) -> Path:
+    """Write a verified-format bundle with gesture and expression decoders under `root`; returns it.
+
+    `open_set` maps a model name to the "open_set" block its model card gets (none by default).
+    """
     from latentcast import bundle as reader
 
     rng = np.random.default_rng(seed)
@@ -115,6 +118,8 @@ def make_bundle(root: Path, seed: int = 0) -> Path:
             "n_classes": len(classes),
             "data": {"test": "renderer_support"},
         }
+        if open_set and name in open_set:
+            card["open_set"] = open_set[name]
         (folder / "model_card.json").write_text(json.dumps(card))
         models[name] = {"classes": classes}
     manifest = {

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from aae import gestures, landmark_aae, landmark_data, open_set
-from latentcast import features
+from aae import gestures, landmark_aae, landmark_data
+from latentcast import features, open_set
 from latentcast.errors import UserError
 
 QUICK = landmark_aae.FitConfig(hidden_dim=128, epochs=15, progress=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 import renderer_support as support
 
+from latentcast.open_set import UNKNOWN_NAME
 from latentcast.protocol import LatentMessage
 from renderer import retarget
 from renderer.animate import Animator
@@ -124,6 +126,76 @@ def test_latents_of_another_model_are_ignored_and_counted(decoders):
     assert decoders.mismatched >= 10
     assert p.right_hand.gesture == "" and animator.stats.decoded_hands == 0
     assert p.face.present > 0.5  # pose and presence still animate the character
+
+
+# A trained gesture card's block (runs/.../gesture/model_card.json): a high temperature, a low threshold.
+OPEN_SET = {"temperature": 20.0, "min_confidence": 0.12, "max_recon_error": 0.04, "keep": 0.95, "unknown_label": -1}
+FACE_OPEN_SET = {**OPEN_SET, "min_confidence": 0.5}  # 4 classes: flat is 0.25, one-hot at T = 20 about 0.57
+
+
+@pytest.fixture(scope="module")
+def open_set_decoders(tmp_path_factory) -> BundleDecoders:
+    root = tmp_path_factory.mktemp("bundle_open_set") / "latentcast-bundle-open-set"
+    blocks = {"gesture": OPEN_SET, "expression": FACE_OPEN_SET}
+    return BundleDecoders.from_bundle(support.make_bundle(root, open_set=blocks))
+
+
+def _settle(decoders, y_hand: np.ndarray, y_face: np.ndarray) -> CharacterParams:
+    animator = Animator(decoders)
+    for seq in range(20):
+        msg = message(decoders, seq, "closed_fist", "smile")
+        msg.hands[0].y, msg.face.y = y_hand, y_face
+        p = animator.update(msg, DT)
+    return p
+
+
+def _label_drawn(drawer: CharacterRenderer, p: CharacterParams) -> bool:
+    """Whether the drawing differs from the same parameters with every label removed."""
+    bare = dataclasses.replace(
+        p,
+        face=dataclasses.replace(p.face, expression=""),
+        right_hand=dataclasses.replace(p.right_hand, gesture=""),
+    )
+    return bool(np.any(drawer.render(p) != drawer.render(bare)))
+
+
+def test_open_set_rule_in_the_card_decides_the_labels(decoders, open_set_decoders):
+    assert open_set_decoders.hand.open_set["min_confidence"] == 0.12 and decoders.hand.open_set is None
+    drawer = CharacterRenderer(320, 180)
+    n_hand, n_face = len(open_set_decoders.hand.classes), len(support.FACE_CLASSES)
+    flat_hand, flat_face = np.full(n_hand, 1 / n_hand, np.float32), np.full(n_face, 1 / n_face, np.float32)
+    peaked_hand = np.eye(n_hand, dtype=np.float32)[open_set_decoders.hand.classes.index("closed_fist")]
+    peaked_face = np.eye(n_face, dtype=np.float32)[support.FACE_CLASSES.index("smile")]
+
+    flat = _settle(open_set_decoders, flat_hand, flat_face)
+    assert flat.idle < 0.05 and flat.right_hand.present > 0.95  # tracked: the label is the rule's, not idle's
+    assert flat.right_hand.gesture == UNKNOWN_NAME and flat.face.expression == UNKNOWN_NAME
+    assert flat.right_hand.gesture_confidence == pytest.approx(1 / n_hand, rel=1e-4)
+    assert not _label_drawn(drawer, flat)  # "unknown" is not drawn: no caption, no "face:" in the status line
+
+    peaked = _settle(open_set_decoders, peaked_hand, peaked_face)
+    assert peaked.right_hand.gesture == "closed_fist" and peaked.face.expression == "smile"
+    # The temperature is applied: one-hot y (clipped at 1e-12) softened by T = 20, not the raw 1.0.
+    other = 1e-12 ** (1 / 20)
+    assert peaked.right_hand.gesture_confidence == pytest.approx(1 / (1 + (n_hand - 1) * other), rel=1e-3)
+    assert peaked.right_hand.gesture_confidence < drawer.min_label_confidence  # ~0.28, yet the rule said known
+    assert _label_drawn(drawer, peaked)
+
+    # Without an open_set block, today's behaviour: the argmax class and its raw probability,
+    # drawn only above the drawing's own threshold.
+    plain = _settle(decoders, flat_hand, flat_face)
+    assert plain.right_hand.gesture == decoders.hand.classes[0] and not plain.right_hand.gesture_open_set
+    assert plain.right_hand.gesture_confidence == pytest.approx(1 / n_hand, rel=1e-4)
+    assert plain.face.expression == support.FACE_CLASSES[0]
+    assert _settle(decoders, peaked_hand, peaked_face).right_hand.gesture_confidence == pytest.approx(1.0)
+
+
+def test_a_malformed_open_set_block_is_refused_when_the_bundle_loads(tmp_path):
+    from latentcast.errors import UserError
+
+    root = support.make_bundle(tmp_path / "bundle", open_set={"gesture": {"temperature": 2.0}})
+    with pytest.raises(UserError, match=r"gesture model card.*min_confidence"):
+        BundleDecoders.from_bundle(root)
 
 
 def test_idle_z_stays_distributed_as_the_prior():

@@ -9,18 +9,21 @@ both available wherever the encoder and decoder run (torch or onnxruntime), catc
    training data rebuilds badly. High error -> unknown.
 
 Thresholds are set from held-out in-class data so that a chosen share of known samples is kept
-(`keep` = 0.95 rejects about 5 % of known shapes). Everything here is numpy: the runtime and the
-renderer can apply the same rule from the model card's "open_set" block.
+(`keep` = 0.95 rejects about 5 % of known shapes). Everything here is numpy, shared by training
+(`aae/`) and run time: the renderer, which receives class probabilities but not the input features,
+applies the confidence half of the rule from the model card's "open_set" block (`confident_label`).
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 UNKNOWN = -1
+UNKNOWN_NAME = "unknown"  # the label shown for UNKNOWN
 
 
 def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
@@ -117,3 +120,45 @@ def fit_rule(probs: np.ndarray, labels: np.ndarray, recon_error: np.ndarray, kee
 
 def unknown_rate(decisions: np.ndarray) -> float:
     return float(np.mean(decisions == UNKNOWN)) if len(decisions) else float("nan")
+
+
+def confidence_rule(open_set_block: Mapping | None) -> OpenSetRule | None:
+    """The confidence half of a model card's "open_set" block, or None when the card has no rule.
+
+    None or an empty block means no rule. A block needs "temperature" (> 0) and "min_confidence";
+    the reconstruction threshold is optional (it needs the input features, which the renderer never gets).
+    """
+    if not open_set_block:
+        return None
+    missing = [key for key in ("temperature", "min_confidence") if key not in open_set_block]
+    if missing:
+        raise ValueError(f"open_set block lacks {', '.join(missing)}")
+    temperature = float(open_set_block["temperature"])
+    if not np.isfinite(temperature) or temperature <= 0:
+        raise ValueError(f"open_set temperature must be a positive number, not {temperature}")
+    return OpenSetRule(
+        temperature=temperature,
+        min_confidence=float(open_set_block["min_confidence"]),
+        max_recon_error=float(open_set_block.get("max_recon_error", np.inf)),
+        keep=float(open_set_block.get("keep", np.nan)),
+    )
+
+
+def confident_label(
+    probs: np.ndarray, classes: Sequence[str], open_set_block: Mapping | None = None
+) -> tuple[str, float]:
+    """(label, confidence) for one probability vector [K]: the rule's verdict from class probabilities alone.
+
+    With an "open_set" block: the temperature-scaled max-probability is the confidence, and the label
+    is `UNKNOWN_NAME` when it is below min_confidence, else the class name (`OpenSetRule.decide`
+    without reconstruction error). Without a block: the argmax class and its raw probability.
+    """
+    p = np.asarray(probs)
+    p = p.astype(np.result_type(p.dtype, np.float32), copy=False).reshape(1, -1)
+    rule = confidence_rule(open_set_block)
+    if rule is None:
+        k = int(np.argmax(p[0]))
+        return classes[k], float(p[0, k])
+    decision = int(rule.decide(p)[0])
+    confidence = float(rule.confidence(p)[0].max())
+    return (UNKNOWN_NAME if decision == UNKNOWN else classes[decision]), confidence
