@@ -86,7 +86,9 @@ def read_keypoint_csv(csv_path: str | Path, labels_path: str | Path) -> Labelled
     if not rows:
         raise UserError(f"{csv_path} has no rows: record some samples first")
     y = np.asarray(ids, dtype=np.int64)
-    if y.min() < 0 or y.max() >= len(classes):
+    if y.min() < 0:
+        raise UserError(f"{csv_path} uses class id {int(y.min())}: class ids start at 0; fix those rows")
+    if y.max() >= len(classes):
         raise UserError(
             f"{csv_path} uses class id {int(y.max())} but {labels_path} names only {len(classes)} classes: "
             "add the missing labels"

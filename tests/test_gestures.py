@@ -149,3 +149,12 @@ def test_kinivi_drops_rows_whose_class_was_excluded():
     classes = [c for c in landmark_data.load_hand_set("baron105").classes if c != "ok"]
     kinivi = landmark_data.load_kinivi_as_baron(classes)
     assert len(kinivi) == 4787 - 337 and "ok" not in kinivi.classes
+
+
+def test_negative_class_id_is_named_in_the_error(tmp_path):
+    labels = tmp_path / "labels.csv"
+    labels.write_text("a\nb\n", encoding="utf-8")
+    negative = tmp_path / "negative.csv"
+    negative.write_text("-1," + ",".join(["0.5"] * 42) + "\n")
+    with pytest.raises(UserError, match="class id -1: class ids start at 0"):
+        landmark_data.read_keypoint_csv(negative, labels)
