@@ -22,13 +22,7 @@ MNIST_KEYS = [f"data/mnist/{p}-{k}-ubyte.gz" for p in ("train", "t10k") for k in
 TINY = ["--max_train", "512", "--max_test", "200", "--bsize", "64", "--threads", "1", "--no_progress", "--seed", "1"]
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """2 cores shared by many jobs: a second torch thread only spins."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -24,13 +24,7 @@ from aae.train import TrainConfig, Trainer, train_semisupervised
 D, K, C = 40, 5, 4  # deliberately not MNIST's sizes: the contract is generic
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """2 cores shared by many jobs: a second torch thread only spins (5x slower measured here)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def small(variant: str, prior: str = "gaussian", **kw) -> AAEConfig:
