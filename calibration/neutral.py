@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from latentcast.errors import UserError, run_cli
+from latentcast.features import check_feature_spec
 
 NEUTRAL_CLASS = "neutral"
 FORMAT = "latentcast-neutral"
@@ -82,11 +83,8 @@ def load_neutral(path: str | Path, feature_spec_version=None) -> NeutralCalibrat
     data = json.loads(path.read_text())
     if data.get("format") != FORMAT:
         raise UserError(f"{path} is not a neutral calibration file (format {data.get('format')!r}): recalibrate")
-    if feature_spec_version is not None and data.get("feature_spec_version") not in (None, feature_spec_version):
-        raise UserError(
-            f"{path} was made for feature spec {data['feature_spec_version']}, the model uses {feature_spec_version}: "
-            "recalibrate"
-        )
+    if feature_spec_version is not None:
+        check_feature_spec(data.get("feature_spec_version"), str(path), "recalibrate", feature_spec_version)
     vectors = [np.asarray(data[k], dtype=np.float32) for k in ("zero_point", "scale", "target")]
     info = {k: v for k, v in data.items() if k not in ("format", "zero_point", "scale", "target")}
     return NeutralCalibration(*vectors, info=info)

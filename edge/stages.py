@@ -17,9 +17,9 @@ import numpy as np
 
 from edge.landmarks import FaceTracker, HandTracker, LandmarkerConfig
 from edge.loop import FacePart, HandPart
-from latentcast.errors import UserError
+from latentcast.bundle import PART_MODELS
 from latentcast.features import FEATURE_SPEC_VERSION, face_features, hand_features, head_pose, wrist_position
-from latentcast.protocol import Handedness, model_id_from_manifest
+from latentcast.protocol import Handedness
 
 log = logging.getLogger(__name__)
 
@@ -157,25 +157,19 @@ class BundleEncoders:
         providers: list[str] | None = None,
         parts=("face", "hands"),
     ) -> None:
-        from latentcast.bundle import MANIFEST, open_bundle
+        from latentcast.bundle import open_bundle
 
         bundle = open_bundle(bundle_path)
-        spec = bundle.feature_spec_version
-        if spec is not None and spec != FEATURE_SPEC_VERSION:
-            raise UserError(
-                f"bundle {bundle.root} was built for feature spec {spec}, this edge computes spec "
-                f"{FEATURE_SPEC_VERSION}: rebuild the bundle or update latentcast"
-            )
+        bundle.check_feature_spec()
         self.bundle = bundle
-        self.model_id = model_id_from_manifest((bundle.root / MANIFEST).read_bytes())
+        self.model_id = bundle.model_id
         self.face_encoder = self.hand_encoder = None
         self.classes: dict[str, list[str]] = {}
-        wanted = {"face": "expression", "hands": "gesture"}
         int8 = wants_int8(precision, providers)
         for part in parts:
-            name = wanted[part]
-            if name not in bundle.models:
-                log.warning("bundle has no %s model: %s latents will be empty", name, part)
+            name = bundle.model_for(part)
+            if name is None:
+                log.warning("bundle has no %s model: %s latents will be empty", PART_MODELS[part], part)
                 continue
             path = bundle.encoder(name, int8=int8)
             if int8 and not path.is_file():

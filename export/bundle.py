@@ -32,7 +32,7 @@ from export.quantize import METHODS, qdq_summary, quantize_encoder
 from latentcast import bundle as bundle_reader
 from latentcast.assets import resolve, sha256_of
 from latentcast.errors import UserError, run_cli
-from latentcast.features import FEATURE_SPEC_VERSION
+from latentcast.features import FEATURE_SPEC_VERSION, check_feature_spec
 from latentcast.inference import EncoderSession
 
 # bundle path -> asset key: the very landmark models the edge's trackers load
@@ -163,11 +163,7 @@ def build(
     try:
         for name, model_dir in models.items():
             _, card = onnx_export.load_model(model_dir)
-            if card.get("feature_spec_version") not in (None, spec):
-                raise UserError(
-                    f"{name} model {model_dir} was trained on feature spec {card['feature_spec_version']}, "
-                    f"this code computes spec {spec}: retrain it"
-                )
+            check_feature_spec(card.get("feature_spec_version"), f"{name} model {model_dir}", "retrain it", spec)
             calib = calibration.get(name) or default_calibration(name, card, calib_rows)
             entries[name] = add_model(root, name, Path(model_dir), calib, method, per_channel)
         landmarks = {}

@@ -32,11 +32,14 @@ from pathlib import Path
 
 from latentcast.assets import sha256_of
 from latentcast.errors import UserError, run_cli
+from latentcast.features import check_feature_spec
+from latentcast.protocol import model_id_from_manifest
 
 MANIFEST = "manifest.json"
 FORMAT = "latentcast-bundle"
 FORMAT_VERSION = 1
 MODEL_NAMES = ("gesture", "expression")
+PART_MODELS = {"face": "expression", "hands": "gesture"}  # which model encodes which tracked part
 DEVICE_BUILT = ("*.engine", "*.build.log", "tensorrt.timing.cache", "engines.json")  # made on the device
 LANDMARK_FILES = {"face": "landmarks/face_landmarker.task", "hand": "landmarks/hand_landmarker.task"}
 
@@ -96,6 +99,22 @@ class Bundle:
     @property
     def models(self) -> list[str]:
         return sorted(self.manifest.get("models", {}))
+
+    @property
+    def model_id(self) -> bytes:
+        """The id every latent message carries: sha256 of this manifest's bytes, first 8 bytes."""
+        return model_id_from_manifest((self.root / MANIFEST).read_bytes())
+
+    def model_for(self, part: str) -> str | None:
+        """The model that encodes `part` ("face" or "hands"), or None when this bundle has none."""
+        if part not in PART_MODELS:
+            raise BundleError(f"unknown part {part!r}: use one of {', '.join(PART_MODELS)}")
+        name = PART_MODELS[part]
+        return name if name in self.manifest.get("models", {}) else None
+
+    def check_feature_spec(self) -> None:
+        """Refuse a bundle built for other feature vectors (the edge encodes, the renderer decodes them)."""
+        check_feature_spec(self.feature_spec_version, f"bundle {self.root}", "rebuild the bundle or update latentcast")
 
     def _model_file(self, name: str, filename: str) -> Path:
         if name not in self.manifest.get("models", {}):

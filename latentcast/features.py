@@ -40,7 +40,21 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from latentcast.errors import UserError
+
 FEATURE_SPEC_VERSION = 2  # bump on any change to the vectors below (model cards record it)
+
+
+class FeatureSpecError(UserError):
+    """Something (a model card, bundle, neutral calibration) was made for other feature vectors."""
+
+
+def check_feature_spec(found: object, what: str, fix: str, known: int = FEATURE_SPEC_VERSION) -> None:
+    """THE spec rule, used by every reader of a spec-stamped file: `found` is None (made before
+    specs were recorded) or `known`; otherwise a one-line error naming `what`, both specs and `fix`."""
+    if found is not None and found != known:
+        raise FeatureSpecError(f"{what} was made for feature spec {found}, this code computes spec {known}: {fix}")
+
 
 # ----------------------------------------------------------------------------- hands
 

@@ -15,14 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from latentcast import open_set
-from latentcast.bundle import MANIFEST, open_bundle
+from latentcast.bundle import Bundle, open_bundle
 from latentcast.errors import UserError
 from latentcast.inference import DecoderSession
-from latentcast.protocol import NO_MODEL, model_id_from_manifest
+from latentcast.protocol import NO_MODEL
 
 log = logging.getLogger(__name__)
-
-FACE_MODEL, HAND_MODEL = "expression", "gesture"
 
 
 @dataclass
@@ -60,6 +58,20 @@ def _open_set_block(name: str, card: dict) -> dict | None:
     return dict(block) if rule is not None else None
 
 
+def _part_decoder(bundle: Bundle, name: str | None, providers) -> PartDecoder | None:
+    """The decoder of model `name` with its card's classes and open-set block (None: no such model)."""
+    if name is None:
+        return None
+    card = bundle.model_card(name)
+    session = DecoderSession(bundle.decoder(name), threads=1, providers=providers)
+    classes = list(card["classes"])
+    if session.n_classes not in (None, len(classes)):
+        raise UserError(
+            f"{name} decoder has {session.n_classes} classes, its model card {len(classes)}: rebuild the bundle"
+        )
+    return PartDecoder(name, classes, session, _open_set_block(name, card))
+
+
 class BundleDecoders:
     """Decoders for the face (expression) and hands (gesture), whichever the bundle has."""
 
@@ -70,21 +82,11 @@ class BundleDecoders:
     @classmethod
     def from_bundle(cls, path: str | Path, providers=None) -> BundleDecoders:
         bundle = open_bundle(path)
-        parts = {}
-        for name in (FACE_MODEL, HAND_MODEL):
-            if name in bundle.models:
-                card = bundle.model_card(name)
-                session = DecoderSession(bundle.decoder(name), threads=1, providers=providers)
-                classes = list(card["classes"])
-                if session.n_classes not in (None, len(classes)):
-                    raise UserError(
-                        f"{name} decoder has {session.n_classes} classes, its model card {len(classes)}: "
-                        "rebuild the bundle"
-                    )
-                parts[name] = PartDecoder(name, classes, session, _open_set_block(name, card))
-        model_id = model_id_from_manifest((bundle.root / MANIFEST).read_bytes())
-        log.info("bundle %s: models %s, model id %s", bundle.root, ", ".join(parts) or "none", model_id.hex())
-        return cls(parts.get(FACE_MODEL), parts.get(HAND_MODEL), model_id)
+        bundle.check_feature_spec()  # retargeting reads features by position: refuse a layout it does not know
+        face, hand = (_part_decoder(bundle, bundle.model_for(part), providers) for part in ("face", "hands"))
+        names = ", ".join(p.name for p in (face, hand) if p is not None) or "none"
+        log.info("bundle %s: models %s, model id %s", bundle.root, names, bundle.model_id.hex())
+        return cls(face, hand, bundle.model_id)
 
     def accepts(self, model_id: bytes) -> bool:
         """True when latents tagged `model_id` were made by this bundle's encoders."""

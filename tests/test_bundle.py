@@ -167,3 +167,32 @@ def test_device_side_modules_never_import_torch(built):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "ok (1, 11)" in done.stdout
+
+
+def test_bundle_identity_is_computed_in_one_place(built, copy):
+    from latentcast.protocol import model_id_from_manifest
+
+    bundle = bundle_reader.open_bundle(built["dir"])
+    assert bundle.model_id == model_id_from_manifest((built["dir"] / "manifest.json").read_bytes())
+    assert len(bundle.model_id) == 8
+    assert bundle.model_for("hands") == "gesture" and bundle.model_for("face") is None  # gesture-only bundle
+    with pytest.raises(bundle_reader.BundleError, match="unknown part 'feet'"):
+        bundle.model_for("feet")
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["version"] = "other"
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    assert bundle_reader.open_bundle(copy).model_id != bundle.model_id  # another manifest, another model
+
+
+def test_edge_and_renderer_refuse_a_bundle_of_another_feature_spec(built, copy):
+    from edge.stages import BundleEncoders
+    from latentcast.features import FEATURE_SPEC_VERSION
+    from renderer.decode import BundleDecoders
+
+    assert BundleDecoders.from_bundle(built["dir"]).hand.name == "gesture"
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["feature_spec_version"] = FEATURE_SPEC_VERSION + 1
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    for load in (BundleDecoders.from_bundle, BundleEncoders):
+        with pytest.raises(UserError, match=f"feature spec {FEATURE_SPEC_VERSION + 1}, this code computes spec"):
+            load(copy)
