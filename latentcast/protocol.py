@@ -5,6 +5,10 @@ frame whose first four bytes are the topic (SUB sockets filter on that prefix). 
 is a fixed little-endian header plus length-prefixed float32 blocks, so a C#/C++ consumer needs
 nothing but the document; no pickle, no schema compiler. numpy + stdlib only.
 
+Version 2 (this writer) adds, per part, the edge's open-set decision (label after hysteresis,
+calibrated confidence, unknown flag) and, in the face block, eye gaze. Version 1 messages are still
+decoded (their blocks have no decision and no gaze); other versions raise ProtocolVersionError.
+
 Two topics:
 - ``LCLT`` (latents): sequence, timestamps, model identity, tracking status, the face block and
   the hand blocks. This is what renderers animate from.
@@ -12,7 +16,8 @@ Two topics:
   demo's side-by-side view, published on its own socket.
 
 Decoding anything malformed, truncated, with trailing bytes or of another version raises
-``ProtocolError`` (``ProtocolVersionError`` for a version mismatch), never anything else.
+``ProtocolError`` (``ProtocolVersionError`` for a version mismatch, ``ProtocolValueError`` for a
+value outside its documented range: NaN, Inf, huge), never anything else.
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
+SUPPORTED_VERSIONS = (1, 2)  # what this reader decodes; the writer always writes PROTOCOL_VERSION
 TOPIC_LATENTS = b"LCLT"
 TOPIC_PREVIEW = b"LCPV"
 MODEL_ID_SIZE = 8
@@ -34,6 +40,11 @@ NO_MODEL = bytes(MODEL_ID_SIZE)
 _HEADER = struct.Struct("<4sHBBQqq8s")
 # present, handedness (0 for the face), K, C, then three float32: face pose or hand wrist
 _BLOCK = struct.Struct("<BBHH3f")
+# v2, after each block header: label (int16, -1 unknown), flags (bit 0 decided, 1 unknown, 2 gaze), confidence
+_DECISION = struct.Struct("<hBf")
+_GAZE_COUNT = 4  # v2 face block, after z: left yaw, left pitch, right yaw, right pitch (radians)
+FLAG_DECIDED, FLAG_UNKNOWN, FLAG_GAZE = 1, 2, 4
+NO_LABEL = -1  # the label of an unknown (or undecided) part
 _COUNT = struct.Struct("<B")
 # topic, version, source id length, reserved, seq, capture_ns, jpeg length
 _PREVIEW = struct.Struct("<4sHBBQqI")
@@ -46,6 +57,20 @@ class ProtocolError(ValueError):
 
 class ProtocolVersionError(ProtocolError):
     """A well-formed latentcast message of another protocol version."""
+
+
+class ProtocolValueError(ProtocolError):
+    """A well-formed message carrying a value outside the documented valid range (NaN, Inf, huge)."""
+
+
+# Valid values (docs/PROTOCOL.md, "Valid values"): every float must be finite and within these
+# bounds, so nothing downstream (smoothing state, drawing, VMC) can be poisoned by one bad frame.
+POSE_LIMIT_DEG = 180.0  # |yaw|, |pitch|, |roll|
+WRIST_RANGE = (-1.0, 2.0)  # normalised image coordinates; MediaPipe reports a little outside the frame
+PROBABILITY_SLACK = 1e-3  # y: class probabilities in [0 - slack, 1 + slack] (float32 rounding)
+CODE_LIMIT = 1000.0  # |z| (style codes follow N(0, I); 1000 sigma is never a real code) and the reserved float
+GAZE_LIMIT_RAD = 1.5708  # |gaze yaw|, |gaze pitch|: asin's range, pi/2 rounded up
+TIMESTAMP_MAX_NS = 2**62  # capture_ns / publish_ns are CLOCK_MONOTONIC: never negative, never near int64 max
 
 
 class TrackingStatus(enum.IntEnum):
@@ -72,6 +97,15 @@ def _vec(values, n: int | None = None) -> np.ndarray:
 
 
 @dataclass
+class Decision:
+    """The edge's open-set decision for one part (docs/PROTOCOL.md, "Decision")."""
+
+    label: int = NO_LABEL  # class index after hysteresis, NO_LABEL = unknown (draw nothing)
+    confidence: float = 0.0  # this frame's calibrated max-probability
+    unknown: bool = False  # this frame's open-set verdict (before hysteresis)
+
+
+@dataclass
 class FaceBlock:
     """Expression latents and head pose; y/z are empty when no expression model is loaded."""
 
@@ -79,6 +113,8 @@ class FaceBlock:
     y: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     z: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     pose: np.ndarray = field(default_factory=lambda: np.zeros(3, np.float32))  # yaw, pitch, roll (degrees)
+    decision: Decision | None = None  # None: no open-set rule ran (no model, or a v1 message)
+    gaze: np.ndarray | None = None  # [4] radians: left yaw, left pitch, right yaw, right pitch (None: not measured)
 
 
 @dataclass
@@ -90,6 +126,7 @@ class HandBlock:
     y: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     z: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     wrist: np.ndarray = field(default_factory=lambda: np.zeros(3, np.float32))
+    decision: Decision | None = None  # None: no open-set rule ran (no model, or a v1 message)
 
 
 @dataclass
@@ -131,15 +168,28 @@ def _source_bytes(source_id: str) -> bytes:
     return raw
 
 
-def _pack_block(parts: list[bytes], present: bool, side: int, y, z, extra) -> None:
+def _pack_block(
+    parts: list[bytes], version: int, present: bool, side: int, y, z, extra, decision=None, gaze=None, face=False
+) -> None:
     y, z = _vec(y), _vec(z)
     parts.append(_BLOCK.pack(int(bool(present)), side, y.size, z.size, *_vec(extra, 3).tolist()))
+    if version >= 2:
+        flags = (FLAG_DECIDED if decision is not None else 0) | (FLAG_GAZE if face and gaze is not None else 0)
+        label, confidence = NO_LABEL, 0.0
+        if decision is not None:
+            flags |= FLAG_UNKNOWN if decision.unknown else 0
+            label, confidence = int(decision.label), float(decision.confidence)
+        parts.append(_DECISION.pack(label, flags, confidence))
     parts.append(y.astype(_F32, copy=False).tobytes())
     parts.append(z.astype(_F32, copy=False).tobytes())
+    if version >= 2 and face:
+        parts.append(_vec(gaze if gaze is not None else np.zeros(_GAZE_COUNT), _GAZE_COUNT).astype(_F32).tobytes())
 
 
-def encode_latents(msg: LatentMessage) -> bytes:
-    """Serialise to the one ZeroMQ frame (topic first)."""
+def encode_latents(msg: LatentMessage, version: int = PROTOCOL_VERSION) -> bytes:
+    """Serialise to the one ZeroMQ frame (topic first); `version` 1 only to test old readers."""
+    if version not in SUPPORTED_VERSIONS:
+        raise ValueError(f"can write protocol versions {SUPPORTED_VERSIONS}, not {version}")
     if len(msg.model_id) != MODEL_ID_SIZE:
         raise ValueError(f"model_id must be {MODEL_ID_SIZE} bytes, got {len(msg.model_id)}")
     if len(msg.hands) > 255:
@@ -148,7 +198,7 @@ def encode_latents(msg: LatentMessage) -> bytes:
     parts = [
         _HEADER.pack(
             TOPIC_LATENTS,
-            PROTOCOL_VERSION,
+            version,
             int(msg.tracking),
             len(source),
             msg.seq,
@@ -158,10 +208,11 @@ def encode_latents(msg: LatentMessage) -> bytes:
         ),
         source,
     ]
-    _pack_block(parts, msg.face.present, 0, msg.face.y, msg.face.z, msg.face.pose)
+    face = msg.face
+    _pack_block(parts, version, face.present, 0, face.y, face.z, face.pose, face.decision, face.gaze, face=True)
     parts.append(_COUNT.pack(len(msg.hands)))
     for hand in msg.hands:
-        _pack_block(parts, hand.present, int(hand.handedness), hand.y, hand.z, hand.wrist)
+        _pack_block(parts, version, hand.present, int(hand.handedness), hand.y, hand.z, hand.wrist, hand.decision)
     return b"".join(parts)
 
 
@@ -205,20 +256,65 @@ class _Reader:
 def _check_topic_version(topic: bytes, version: int, expected: bytes) -> None:
     if topic != expected:
         raise ProtocolError(f"unknown topic {topic!r}, expected {expected!r}")
-    if version != PROTOCOL_VERSION:
-        raise ProtocolVersionError(f"protocol version {version}, this reader speaks {PROTOCOL_VERSION}")
+    if version not in SUPPORTED_VERSIONS:
+        raise ProtocolVersionError(f"protocol version {version}, this reader speaks {SUPPORTED_VERSIONS}")
 
 
-def _read_block(reader: _Reader) -> tuple[bool, int, np.ndarray, np.ndarray, np.ndarray]:
+def _read_block(reader: _Reader, version: int, face: bool = False) -> tuple:
+    """(present, side, y, z, extra, decision or None, gaze or None) of one block of `version`."""
     present, side, k, c, a, b, d = reader.unpack(_BLOCK)
     if present > 1:
         raise ProtocolError(f"present flag must be 0 or 1, got {present}")
     extra = np.array((a, b, d), np.float32)
-    return bool(present), side, reader.floats(k), reader.floats(c), extra
+    if version < 2:
+        return bool(present), side, reader.floats(k), reader.floats(c), extra, None, None
+    label, flags, confidence = reader.unpack(_DECISION)
+    if flags & ~(FLAG_DECIDED | FLAG_UNKNOWN | FLAG_GAZE) or (flags & FLAG_GAZE and not face):
+        raise ProtocolError(f"unknown block flags {flags:#04x}")
+    if label < NO_LABEL or (label != NO_LABEL and label >= k):
+        raise ProtocolError(f"label {label} is not a class index of this block's {k} classes (or -1)")
+    decision = Decision(label, confidence, bool(flags & FLAG_UNKNOWN)) if flags & FLAG_DECIDED else None
+    y, z = reader.floats(k), reader.floats(c)
+    gaze = reader.floats(_GAZE_COUNT) if face else None
+    return bool(present), side, y, z, extra, decision, gaze if flags & FLAG_GAZE else None
+
+
+def _check_range(name: str, values: np.ndarray, lo: float, hi: float) -> None:
+    """ProtocolValueError unless every value is finite and within [lo, hi]."""
+    if values.size and not (np.isfinite(values).all() and values.min() >= lo and values.max() <= hi):
+        bad = values[~(np.isfinite(values) & (values >= lo) & (values <= hi))][0]
+        raise ProtocolValueError(f"{name} value {bad!r} outside the valid range [{lo}, {hi}]")
+
+
+def check_values(msg: LatentMessage) -> None:
+    """Raise ProtocolValueError unless every value of `msg` is in its documented valid range.
+
+    Called by `decode_latents`; an edge may call it before sending to catch its own bugs.
+    """
+    for name, ns in (("capture_ns", msg.capture_ns), ("publish_ns", msg.publish_ns)):
+        if not 0 <= ns <= TIMESTAMP_MAX_NS:
+            raise ProtocolValueError(f"{name} {ns} outside the valid range [0, 2**62]")
+    blocks = [("face", msg.face.y, msg.face.z)] + [(f"hand {i}", h.y, h.z) for i, h in enumerate(msg.hands)]
+    lo_p, hi_p = -PROBABILITY_SLACK, 1.0 + PROBABILITY_SLACK
+    for name, y, z in blocks:
+        _check_range(f"{name} y", np.asarray(y, np.float32), lo_p, hi_p)
+        _check_range(f"{name} z", np.asarray(z, np.float32), -CODE_LIMIT, CODE_LIMIT)
+    _check_range("face pose", np.asarray(msg.face.pose, np.float32), -POSE_LIMIT_DEG, POSE_LIMIT_DEG)
+    for i, hand in enumerate(msg.hands):
+        wrist = np.asarray(hand.wrist, np.float32)
+        _check_range(f"hand {i} wrist", wrist[:2], *WRIST_RANGE)
+        _check_range(f"hand {i} reserved", wrist[2:], -CODE_LIMIT, CODE_LIMIT)
+    # v2 fields (layout: issue 10): confidence is a probability, gaze an angle in [-pi/2, pi/2]
+    decided = [(f"hand {i}", h.decision) for i, h in enumerate(msg.hands)] + [("face", msg.face.decision)]
+    for name, decision in decided:
+        if decision is not None:
+            _check_range(f"{name} confidence", np.float32([decision.confidence]), lo_p, hi_p)
+    if msg.face.gaze is not None:
+        _check_range("face gaze", np.asarray(msg.face.gaze, np.float32), -GAZE_LIMIT_RAD, GAZE_LIMIT_RAD)
 
 
 def decode_latents(buf: bytes | memoryview) -> LatentMessage:
-    """Parse one LCLT frame; raises ProtocolError on anything but a valid v1 message."""
+    """Parse one LCLT frame of a supported version; raises ProtocolError on anything else."""
     reader = _Reader(buf)
     topic, version, tracking, n_source, seq, capture_ns, publish_ns, model_id = reader.unpack(_HEADER)
     _check_topic_version(topic, version, TOPIC_LATENTS)
@@ -227,19 +323,21 @@ def decode_latents(buf: bytes | memoryview) -> LatentMessage:
     except ValueError:
         raise ProtocolError(f"unknown tracking status {tracking}") from None
     source_id = reader.text(n_source)
-    present, _, y, z, pose = _read_block(reader)
-    face = FaceBlock(present, y, z, pose)
+    present, _, y, z, pose, decision, gaze = _read_block(reader, version, face=True)
+    face = FaceBlock(present, y, z, pose, decision, gaze)
     (n_hands,) = reader.unpack(_COUNT)
     hands = []
     for _ in range(n_hands):
-        present, side, y, z, wrist = _read_block(reader)
+        present, side, y, z, wrist, decision, _ = _read_block(reader, version)
         try:
             handedness = Handedness(side)
         except ValueError:
             raise ProtocolError(f"unknown handedness {side}") from None
-        hands.append(HandBlock(present, handedness, y, z, wrist))
+        hands.append(HandBlock(present, handedness, y, z, wrist, decision))
     reader.finish()
-    return LatentMessage(source_id, seq, capture_ns, publish_ns, bytes(model_id), status, face, hands)
+    msg = LatentMessage(source_id, seq, capture_ns, publish_ns, bytes(model_id), status, face, hands)
+    check_values(msg)
+    return msg
 
 
 def decode_preview(buf: bytes | memoryview) -> PreviewMessage:

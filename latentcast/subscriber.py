@@ -27,6 +27,7 @@ from latentcast.protocol import (
     LatentMessage,
     PreviewMessage,
     ProtocolError,
+    ProtocolValueError,
     ProtocolVersionError,
     decode_latents,
     decode_preview,
@@ -62,6 +63,7 @@ class SubscriberStats:
     received: int = 0
     malformed: int = 0
     wrong_version: int = 0
+    invalid_values: int = 0  # well-formed but a value outside its valid range (NaN, Inf, huge): dropped
 
 
 class LatentSubscriber:
@@ -108,6 +110,11 @@ class LatentSubscriber:
             self.stats.wrong_version += 1
             if self.stats.wrong_version % 1000 == 1:
                 log.warning("dropped %d message(s) of another protocol version: %s", self.stats.wrong_version, exc)
+            return None
+        except ProtocolValueError as exc:
+            self.stats.invalid_values += 1
+            if self.stats.invalid_values % 1000 == 1:
+                log.warning("dropped %d message(s) with invalid values: %s", self.stats.invalid_values, exc)
             return None
         except ProtocolError as exc:
             self.stats.malformed += 1

@@ -35,6 +35,7 @@ class AnimatorStats:
     idle_frames: int = 0
     decoded_face: int = 0
     decoded_hands: int = 0
+    nonfinite_decoded: int = 0  # decoder outputs with NaN/Inf: dropped (the part keeps pose/wrist only)
 
 
 def _set_face(face: FaceParams, features: np.ndarray) -> None:
@@ -79,14 +80,25 @@ class Animator:
         self.stats = AnimatorStats()
 
     # -- tracked -----------------------------------------------------------------------------
+    def _decode(self, part: PartDecoder | None, y: np.ndarray, z: np.ndarray, model_id: bytes) -> np.ndarray | None:
+        """Decoded features of a valid block of this bundle's model; None otherwise or if they are not finite."""
+        if part is None or not part.valid(y, z) or not self.decoders.accepts(model_id):
+            return None
+        features = part(y, z)
+        if not np.isfinite(features).all():
+            self.stats.nonfinite_decoded += 1
+            return None
+        return features
+
     def _face(self, msg: LatentMessage) -> FaceParams | None:
         block = msg.face
         if not block.present:
             return None
         face = FaceParams(present=1.0, **retarget.head_angles(block.pose))
         part = self.decoders.face
-        if part is not None and part.valid(block.y, block.z) and self.decoders.accepts(msg.model_id):
-            _set_face(face, part(block.y, block.z))
+        features = self._decode(part, block.y, block.z, msg.model_id)
+        if features is not None:
+            _set_face(face, features)
             face.expression, face.expression_confidence = _label(part, block.y)
             self.stats.decoded_face += 1
         return face
@@ -97,8 +109,9 @@ class Animator:
             return None
         hand = HandParams(present=1.0, wrist_x=float(block.wrist[0]), wrist_y=float(block.wrist[1]))
         part = self.decoders.hand
-        if part is not None and part.valid(block.y, block.z) and self.decoders.accepts(msg.model_id):
-            _set_hand(hand, part(block.y, block.z), side.name.title())
+        features = self._decode(part, block.y, block.z, msg.model_id)
+        if features is not None:
+            _set_hand(hand, features, side.name.title())
             hand.gesture, hand.gesture_confidence = _label(part, block.y)
             hand.gesture_open_set = part.open_set is not None
             self.stats.decoded_hands += 1

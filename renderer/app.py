@@ -23,7 +23,7 @@ from latentcast.subscriber import CurveClientKeys, LatentSubscriber
 from renderer.animate import Animator, AnimatorConfig
 from renderer.character import CharacterRenderer
 from renderer.decode import BundleDecoders
-from renderer.latency import LatencyTracker, percentiles, same_host
+from renderer.latency import Histogram, LatencyTracker, same_host
 from renderer.output import FrameOutput, open_output
 from renderer.vmc import VMCConfig, VMCSender
 
@@ -138,7 +138,7 @@ class RendererHost:
         period = 1.0 / cfg.fps
         start = last = time.monotonic()
         last_message_at: float | None = None
-        render_times = []
+        render_times = Histogram()  # bounded: a run of any length costs the same memory
         had_message = False
         try:
             while True:
@@ -169,13 +169,13 @@ class RendererHost:
                 had_message = msg is not None
                 if msg is not None:
                     last_message_at = time.monotonic()
-                    self.latency.received(msg.seq, msg.publish_ns, receive_ns)
+                    self.latency.received(msg.seq, msg.publish_ns, receive_ns, msg.capture_ns)
                 start_ns = time.monotonic_ns()
                 t = time.monotonic()
                 dt, last = min(t - last, 0.25), t
                 frame, params = self._frame(msg, dt, t - start)
                 done_ns = time.monotonic_ns()
-                render_times.append((done_ns - start_ns) / 1e6)
+                render_times.add((done_ns - start_ns) / 1e6)
                 if msg is not None:
                     self.latency.rendered(msg.capture_ns, msg.publish_ns, receive_ns, start_ns, done_ns)
                 if self.output is not None:
@@ -193,8 +193,8 @@ class RendererHost:
 
     def _frame(self, msg: LatentMessage | None, dt: float, t: float):
         params = self.animator.update(msg, dt)
-        lat = self.latency.capture_to_render_ms
-        status = f"capture->render p50 {np.median(lat[-90:]):.1f} ms" if lat else "waiting for the edge"
+        p50 = self.latency.recent_p50_ms()
+        status = f"capture->render p50 {p50:.1f} ms" if p50 is not None else "waiting for the edge"
         frame = self.drawer.render(params, status)
         if self.vmc is not None:
             self.vmc.send(params, t)
@@ -217,7 +217,7 @@ class RendererHost:
             self.preview_sub.socket.close(linger=0)
         self.sub.close()
 
-    def summary(self, elapsed_s: float, render_times: list[float]) -> dict:
+    def summary(self, elapsed_s: float, render_times: Histogram) -> dict:
         stats = self.sub.stats
         a = self.animator.stats
         return {
@@ -230,6 +230,8 @@ class RendererHost:
                 "received": stats.received,
                 "malformed": stats.malformed,
                 "wrong_version": stats.wrong_version,
+                "invalid_values": stats.invalid_values,
+                "implausible_timestamps": self.latency.implausible,
                 "other_model": self.decoders.mismatched if self.decoders else 0,
             },
             "frames": {
@@ -237,9 +239,10 @@ class RendererHost:
                 "idle": a.idle_frames,
                 "face_decoded": a.decoded_face,
                 "hands_decoded": a.decoded_hands,
+                "nonfinite_decoded": a.nonfinite_decoded,
             },
             "latency": self.latency.summary(),
-            "frame_time": percentiles(render_times),
+            "frame_time": render_times.summary(),
             "vmc": {"sent": self.vmc.sent, "errors": self.vmc.errors} if self.vmc else None,
             "output": self.config.out,
             "frames_written": self.output.frames if self.output else 0,

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from latentcast.open_set import UNKNOWN_NAME
+from renderer.finite import finite_params
 from renderer.params import CharacterParams, FaceParams, HandParams
 
 BGR = tuple[int, int, int]
@@ -98,6 +99,7 @@ class CharacterRenderer:
         """Draw one frame; returns a new [H, W, 3] uint8 BGR image (or fills `out`)."""
         img = out if out is not None else np.empty_like(self.background)
         img[...] = self.background
+        params = finite_params(params)  # math.sin(inf) raises; NaN would draw garbage
         self._draw_body(img, params.face)
         self._draw_head(img, params.face)
         for hand, side in ((params.left_hand, "left"), (params.right_hand, "right")):

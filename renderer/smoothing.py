@@ -4,6 +4,10 @@ The edge already filters its measurements (One Euro, on the device); what is lef
 *presentation* smoothing: the renderer may run at a different rate from the stream, frames arrive
 irregularly, and switching between tracked motion and idle motion must never jump. Both stages are
 exponential approaches with time constants in seconds, so they behave the same at 30 or 144 fps.
+
+Both keep state across frames, so both refuse non-finite input: one NaN would otherwise stay in the
+state for good (every later frame is a mix of it). A non-finite target entry holds the previous
+value (so does a value beyond `VALUE_LIMIT`), a non-finite or negative `dt` counts as 0.
 """
 
 from __future__ import annotations
@@ -16,8 +20,28 @@ import numpy as np
 from renderer.params import FACE_SIZE, HAND_SIZE, VECTOR_SIZE
 
 
+def safe_dt(dt: float) -> float:
+    """`dt` when it is a finite non-negative number of seconds, else 0 (no time passed)."""
+    return float(dt) if math.isfinite(dt) and dt > 0.0 else 0.0
+
+
+VALUE_LIMIT = 1e3  # every character parameter is an angle, a 0..1 weight or a coordinate: far below this
+
+
+def keep_finite(new: np.ndarray, old: np.ndarray) -> np.ndarray:
+    """`new` with every non-finite or absurdly large entry replaced by the one of `old` (itself always sane).
+
+    Huge but finite values matter as much as NaN: 3e38 in an exponential state takes hundreds of
+    frames to decay and overflows to Inf in the first subtraction.
+    """
+    new = np.asarray(new, dtype=np.float64)
+    ok = np.abs(new) <= VALUE_LIMIT  # False for NaN and Inf as well
+    return new if ok.all() else np.where(ok, new, old)
+
+
 def approach(current: np.ndarray, target: np.ndarray, dt: float, tau: np.ndarray | float) -> np.ndarray:
     """Move `current` towards `target` as a first-order system with time constant `tau` (s) over `dt` (s)."""
+    dt = safe_dt(dt)
     alpha = 1.0 - np.exp(-dt / np.maximum(tau, 1e-6))
     return current + alpha * (target - current)
 
@@ -40,8 +64,10 @@ class ParamSmoother:
 
     def update(self, target: np.ndarray, dt: float) -> np.ndarray:
         if self.state is None:
-            self.state = np.array(target, dtype=np.float64)
+            target = np.array(target, dtype=np.float64)
+            self.state = keep_finite(target, np.zeros_like(target))
         else:
+            target = keep_finite(target, self.state)
             self.state = approach(self.state, target, dt, self.tau)
         return self.state.copy()
 
@@ -73,6 +99,9 @@ class TrackingBlend:
     def update(self, tracked: np.ndarray, present: np.ndarray, idle: np.ndarray, dt: float) -> np.ndarray:
         """Blend `tracked` (valid where `present`) with `idle`; returns the blended vector."""
         cfg = self.config
+        dt = safe_dt(dt)
+        tracked = keep_finite(tracked, self.last_tracked)
+        idle = keep_finite(idle, np.zeros(VECTOR_SIZE))
         for i, part in enumerate(self.PARTS):
             if present[i]:
                 self.last_tracked[part] = tracked[part]

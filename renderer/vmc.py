@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from latentcast.errors import UserError
+from renderer.finite import finite, finite_params
 from renderer.params import FINGERS, CharacterParams, HandParams
 
 log = logging.getLogger(__name__)
@@ -157,6 +158,7 @@ class VMCSender:
                 builder.add_arg(arg, "s" if isinstance(arg, str) else "i" if isinstance(arg, int) else "f")
             return builder.build()
 
+        params, t = finite_params(params), finite(t)  # never send NaN/Inf: receivers keep it for good
         f = params.face
         tracking = int(params.idle < 0.5)
         bundle = OscBundleBuilder(IMMEDIATELY)
