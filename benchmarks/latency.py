@@ -252,9 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=30, help="frames run first and not counted")
     parser.add_argument("--block", type=int, default=50, help="frames per loop block between floor blocks")
     parser.add_argument("--pace", choices=["native", "fast"], default="native", help="file pacing")
-    parser.add_argument(
-        "--profile", default=None, help="budget profile in --budgets (default: budget.profile of the config)"
-    )
+    parser.add_argument("--profile", default="default", help="budget profile in --budgets")
     parser.add_argument("--budgets", type=Path, default=BUDGETS)
     parser.add_argument("--no-face", action="store_true")
     parser.add_argument("--no-hands", action="store_true")
@@ -284,14 +282,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.bundle:
         overrides["bundle.path"] = args.bundle
     cfg = load_config(args.config, overrides)
-    args.profile = args.profile or cfg.budget.profile
     budget = load_budget(args.budgets, args.profile)
     args.out.mkdir(parents=True, exist_ok=True)
 
     live = source.startswith(("csi://", "v4l2://")) or source.isdigit()
     floor_args = None
     if not args.no_floor and not live:
-        models = {"max_hands": cfg.parts.max_hands}
+        models = {"landmarks": cfg.landmarks}
         if args.bundle:
             from edge.stages import BundleEncoders
 

@@ -40,6 +40,9 @@ class Frame:
 
 @dataclass
 class SourceSettings:
+    """The `[source]` section of the edge config (edge/config.py): what to open and how to read it."""
+
+    uri: str = "csi://0"  # csi://N, v4l2:///dev/videoN, a camera index, file://clip.mp4, an image or a folder
     width: int = 1280
     height: int = 720
     fps: float = 30.0  # camera request; also the rate for image sources and files without one

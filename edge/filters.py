@@ -19,9 +19,12 @@ import numpy as np
 
 @dataclass(frozen=True)
 class OneEuroParams:
-    min_cutoff: float = 1.0
-    beta: float = 0.0
-    d_cutoff: float = 1.0
+    """The `[filter]` section of the edge config (edge/config.py), one default per knob."""
+
+    enabled: bool = True  # the edge loop smooths latents and pose with these parameters
+    min_cutoff: float = 1.0  # Hz; lower = less jitter at rest
+    beta: float = 0.05  # higher = less lag when moving fast
+    d_cutoff: float = 1.0  # Hz; smoothing of the speed estimate
 
 
 def _alpha(cutoff, dt: float):

@@ -17,9 +17,8 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 
-from edge.capture import Capture, SourceSettings, open_reader
+from edge.capture import Capture, open_reader
 from edge.config import EdgeConfig, load_config
-from edge.filters import OneEuroParams
 from edge.loop import EdgeLoop, StatusLine
 from edge.publisher import CurveServerKeys, Publisher
 from latentcast.errors import UserError, run_cli
@@ -81,7 +80,7 @@ def build(cfg: EdgeConfig, stack: ExitStack, keep_timings: bool = False, status:
     landmarks = MediaPipeStage(
         face=cfg.parts.face,
         hands=cfg.parts.hands,
-        max_hands=cfg.parts.max_hands,
+        landmarks=cfg.landmarks,
         face_neutral=cfg.parts.face_neutral or None,
         face_model=encoders.landmark_model("face") if encoders else None,
         hand_model=encoders.landmark_model("hand") if encoders else None,
@@ -96,19 +95,15 @@ def build(cfg: EdgeConfig, stack: ExitStack, keep_timings: bool = False, status:
     if cfg.stream.preview:
         preview = Publisher(cfg.stream.preview_endpoint, curve=curve)
         stack.callback(preview.close)
-    settings = SourceSettings(cfg.source.width, cfg.source.height, cfg.source.fps, cfg.source.pace, cfg.source.loop)
-    capture = Capture(open_reader(cfg.source.uri, settings), cfg.source.pace, cfg.source.loop)
-    filter_params = None
-    if cfg.filter.enabled:
-        filter_params = OneEuroParams(cfg.filter.min_cutoff, cfg.filter.beta, cfg.filter.d_cutoff)
+    capture = Capture(open_reader(cfg.source.uri, cfg.source), cfg.source.pace, cfg.source.loop)
     loop = EdgeLoop(
         capture,
         landmarks,
         publisher,
         encoders=encoders,
-        filter_params=filter_params,
+        filter_params=cfg.filter if cfg.filter.enabled else None,
         source_id=cfg.stream.source_id,
-        max_hands=cfg.parts.max_hands,
+        max_hands=cfg.landmarks.max_hands,
         preview=preview,
         keep_timings=keep_timings,
         status=StatusLine(capture) if status else None,

@@ -10,6 +10,7 @@ to the ONNX file, the native TensorRT runner is used instead (Jetson only; not a
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -33,19 +34,18 @@ class MediaPipeStage:
         self,
         face: bool = True,
         hands: bool = True,
-        max_hands: int = 2,
-        face_model: str | None = None,
-        hand_model: str | None = None,
-        mode: str = "video",
+        landmarks: LandmarkerConfig | None = None,
         face_neutral: str | None = None,
+        **landmark_overrides,
     ) -> None:
+        """`landmarks` is the `[landmarks]` config; keywords (mode, max_hands, face_model, ...) replace its fields."""
         self.face_enabled, self.hands_enabled = face, hands
         self.neutral = None
         if face_neutral:
             from calibration.neutral import load_neutral
 
             self.neutral = load_neutral(face_neutral, FEATURE_SPEC_VERSION)
-        cfg = LandmarkerConfig(mode=mode, face_model=face_model, hand_model=hand_model, max_hands=max_hands)
+        cfg = dataclasses.replace(landmarks or LandmarkerConfig(), **landmark_overrides)
         self.face = FaceTracker(cfg) if face else None
         self.hands = HandTracker(cfg) if hands else None
 

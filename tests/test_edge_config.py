@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from edge.config import DEFAULT_CONFIG, load_config
+from edge.config import DEFAULT_CONFIG, defaults, load_config
 from latentcast.errors import UserError
 
 
@@ -32,7 +32,9 @@ def test_command_line_overrides_win_over_the_file(tmp_path):
         ("[filter]\nmin_cutoff = 0", "config: filter.min_cutoff must be a number > 0"),
         ("[source]\nfps = true", "config: source.fps must be a number, got True"),
         ('[source]\npace = "slow"', 'config: source.pace must be "native" or "fast", got "slow"'),
-        ("[parts]\nmax_hands = 9", "config: parts.max_hands must be an integer from 1 to 4, got 9"),
+        ("[landmarks]\nmax_hands = 9", "config: landmarks.max_hands must be an integer from 1 to 4, got 9"),
+        ("[parts]\nmax_hands = 2", "config: unknown key parts.max_hands .*: it is now landmarks.max_hands"),
+        ("[budget]\nprofile = 'default'", r"config: unknown section \[budget\]"),
         ('[stream]\nendpoint = "localhost"', "config: stream.endpoint must be a ZeroMQ endpoint"),
         ("[bundle]\nproviders = [1]", "config: bundle.providers must be a list of strings"),
         ('[bundle]\nprecision = "int4"', 'config: bundle.precision must be "auto", "int8" or "fp32", got "int4"'),
@@ -65,3 +67,24 @@ def test_auto_precision_picks_int8_only_where_tensorrt_runs_it():
     assert wants_int8("auto", ["cpu"]) is False
     assert wants_int8("int8", ["cpu"]) is True
     assert wants_int8("fp32", ["tensorrt"]) is False
+
+
+def test_default_toml_documents_exactly_the_dataclass_defaults():
+    """One default per knob: the component dataclasses hold it, edge/default.toml must say the same."""
+    import tomllib
+
+    with open(DEFAULT_CONFIG, "rb") as stream:
+        assert tomllib.load(stream) == defaults()
+
+
+def test_each_section_is_the_dataclass_its_component_takes():
+    from edge.capture import SourceSettings
+    from edge.filters import OneEuroParams
+    from edge.landmarks import LandmarkerConfig
+
+    cfg = load_config(overrides={"landmarks.max_hands": 1, "filter.beta": 0.2, "source.width": 640})
+    assert isinstance(cfg.source, SourceSettings) and cfg.source.width == 640
+    assert isinstance(cfg.filter, OneEuroParams) and cfg.filter == OneEuroParams(beta=0.2)
+    assert isinstance(cfg.landmarks, LandmarkerConfig) and cfg.landmarks.max_hands == 1
+    assert cfg.landmarks.face_model is None  # set from the bundle by code, not a TOML knob
+    assert load_config().filter == OneEuroParams()  # the edge and the filter agree on beta
