@@ -16,4 +16,14 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -e .
   echo "$want" > "$stamp"
 fi
+# The landmark converter (TFLite -> ONNX, export/landmark_models.py) in its own venv: TensorFlow stays out of .venv.
+if [ ! -x .venv-convert/bin/python ]; then
+  "$PY" -m venv .venv-convert
+fi
+cstamp=.venv-convert/.latentcast-installed
+cwant=$(sha256sum requirements/convert.txt | cut -d' ' -f1)
+if [ "$(cat "$cstamp" 2>/dev/null)" != "$cwant" ]; then
+  .venv-convert/bin/python -m pip install -q --disable-pip-version-check -r requirements/convert.txt
+  echo "$cwant" > "$cstamp"
+fi
 echo "latentcast environment ready: .venv ($(.venv/bin/python --version))"

@@ -1,0 +1,87 @@
+"""Landmark model export: the real MediaPipe .task files converted by the real converter venv (tf2onnx).
+
+Needs `.venv-convert` (scripts/setup.sh makes it) and the asset mirror; converted once per session
+into the asset cache (keyed by the .task sha256), so the suite pays the ~10 s conversion once.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from export import landmark_models as lm
+from latentcast.errors import UserError
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def converted() -> dict[str, Path]:
+    return lm.ensure_landmark_onnx()
+
+
+def test_every_model_converted_with_its_input_shape(converted):
+    import onnxruntime as ort
+
+    assert converted["geometry"].stat().st_size > 1000
+    for model in lm.MODELS:
+        session = ort.InferenceSession(str(converted[model.name]), providers=["CPUExecutionProvider"])
+        (given,) = session.get_inputs()
+        batch = "batch" if model.dynamic_batch else 1
+        assert given.shape == [batch, *model.input_shape], model.name
+
+
+def test_hand_landmarks_take_both_hands_in_one_call(converted):
+    model = lm.MODEL_BY_NAME["hand_landmarks_detector"]
+    assert lm.check_batch(converted[model.name], model) < 1e-5
+
+
+def test_cache_converts_once(converted):
+    again = lm.ensure_landmark_onnx()
+    assert again == converted
+    assert all(p.stat().st_mtime == converted[name].stat().st_mtime for name, p in again.items())
+
+
+def _task_with(tmp_path: Path, members: dict[str, bytes]) -> Path:
+    path = tmp_path / "hand_landmarker.task"
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return path
+
+
+def _members(task: Path) -> dict[str, bytes]:
+    with zipfile.ZipFile(task) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+def test_task_missing_a_model_is_one_clear_line(tmp_path):
+    hand = _members(lm.task_paths()["hand"])
+    del hand["hand_detector.tflite"]
+    with pytest.raises(UserError, match=r"has no hand_detector\.tflite .*give the MediaPipe hand_landmarker\.task"):
+        lm.convert(tmp_path / "out", hand_task=_task_with(tmp_path, hand))
+
+
+def test_task_with_a_wrong_input_shape_is_one_clear_line(tmp_path):
+    """A real but wrong model: the face detector (128x128) packed where the palm detector (192x192) belongs."""
+    tasks = lm.task_paths()
+    hand = _members(tasks["hand"])
+    hand["hand_detector.tflite"] = _members(tasks["face"])["face_detector.tflite"]
+    with pytest.raises(UserError, match=r"^hand_detector: input shape \[1, 128, 128, 3\], expected \[1, 192, 192, 3\]"):
+        lm.convert(tmp_path / "out", hand_task=_task_with(tmp_path, hand))
+
+
+def test_not_a_zip_is_one_clear_line(tmp_path):
+    bad = tmp_path / "face_landmarker.task"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(UserError, match=r"not a MediaPipe \.task"):
+        lm.convert(tmp_path / "out", face_task=bad)
+
+
+def test_missing_converter_venv_names_the_fix(tmp_path, monkeypatch):
+    monkeypatch.setenv(lm.CONVERT_PYTHON_ENV, str(tmp_path / "nowhere" / "python"))
+    with pytest.raises(UserError, match=r"run `bash scripts/setup\.sh`"):
+        lm.convert_python()
+
