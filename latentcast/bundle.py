@@ -24,8 +24,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import tarfile
+import tempfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,22 +144,58 @@ class Bundle:
 
 
 def extract(tarball: Path, dest: Path | None = None) -> Path:
-    """Unpack a bundle tarball (once) beside it or into `dest`; returns the bundle directory."""
+    """Unpack a bundle tarball (once) beside it or into `dest`; returns the bundle directory.
+
+    Every member must lie inside the one bundle directory (no `..`, no absolute path, no link, no
+    device file): a member such as `<bundle>/../<sibling>/x` stays inside `dest` and would pass
+    tarfile's "data" filter, yet overwrite another bundle. Unpacking goes to a temporary folder
+    beside the target and is renamed into place only when complete, so a failed or interrupted
+    extraction never leaves a half-filled bundle directory that a later start would accept.
+    """
     dest = dest or tarball.parent
     try:
         with tarfile.open(tarball, "r:gz") as tar:
             return _extract_members(tar, tarball, dest)
-    except (tarfile.TarError, OSError) as exc:
-        raise BundleError(f"{tarball} is not a readable .tar.gz ({exc}): copy the bundle again") from None
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+        reason = str(exc) or type(exc).__name__
+        raise BundleError(f"{tarball} is not a readable .tar.gz ({reason}): copy the bundle again") from None
+
+
+def _member_problem(member: tarfile.TarInfo, top: str) -> str | None:
+    """Why `member` may not be unpacked (None: it may): it must be a file or folder inside `top`."""
+    name = member.name
+    parts = Path(name).parts
+    if name.startswith(("/", "\\")) or (parts and parts[0] != top) or ".." in name.replace("\\", "/").split("/"):
+        return f"member {name!r} points outside the bundle directory {top!r}"
+    if not (member.isfile() or member.isdir()):
+        return f"member {name!r} is a link or special file"
+    return None
 
 
 def _extract_members(tar: tarfile.TarFile, tarball: Path, dest: Path) -> Path:
-    tops = {Path(m.name).parts[0] for m in tar.getmembers() if m.name not in ("", ".")}
-    if len(tops) != 1:
+    members = tar.getmembers()  # reads the whole archive: a truncated one fails here, before any write
+    tops = {Path(m.name).parts[0] for m in members if Path(m.name).parts}
+    if len(tops) != 1 or next(iter(tops)) in ("..", "/"):
         raise BundleError(f"{tarball} should hold one bundle directory, it holds {sorted(tops)}: rebuild it")
-    root = dest / tops.pop()
-    if not root.exists():
-        tar.extractall(dest, filter="data")  # "data" refuses absolute paths, links out and device files
+    top = tops.pop()
+    for member in members:
+        problem = _member_problem(member, top)
+        if problem is not None:
+            raise BundleError(f"{tarball}: {problem}: refusing it; rebuild the bundle or get it from its source")
+    root = dest / top
+    if root.exists():
+        return root  # unpacked before (only ever complete: see the rename below); open_bundle verifies it
+    dest.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{top}.extracting-", dir=dest))
+    try:
+        tar.extractall(scratch, members=members, filter="data")  # "data" refuses absolute paths, links out
+        try:
+            (scratch / top).rename(root)
+        except OSError:
+            if not root.is_dir():  # another process unpacked the same tarball at the same time: use theirs
+                raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     return root
 
 

@@ -76,9 +76,22 @@ def make_session(path: str | os.PathLike[str], threads: int = 1, providers: Sequ
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     chosen = available_providers(providers)
     has_qdq = b"DequantizeLinear" in path.read_bytes()  # an INT8 export (export.quantize); files are small
-    return ort.InferenceSession(
-        str(path), sess_options=options, providers=chosen, provider_options=provider_options(chosen, has_qdq)
-    )
+    try:
+        return ort.InferenceSession(
+            str(path), sess_options=options, providers=chosen, provider_options=provider_options(chosen, has_qdq)
+        )
+    except _ort_errors() as exc:
+        # A file whose bytes match its manifest can still be no model (built from a broken export).
+        reason = " ".join(str(exc).split())[:200]
+        raise UserError(f"{path} is not a loadable ONNX model ({reason}): re-export it or rebuild the bundle") from None
+
+
+def _ort_errors() -> tuple[type[BaseException], ...]:
+    """onnxruntime's own exception classes (they derive from Exception only, so they need naming)."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    names = ("Fail", "InvalidArgument", "InvalidProtobuf", "InvalidGraph", "NoModel", "NoSuchFile", "NotImplemented")
+    return tuple(getattr(state, n) for n in names if hasattr(state, n))
 
 
 def _as_batch(array: np.ndarray, width: int | None, name: str) -> np.ndarray:
