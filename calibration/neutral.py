@@ -3,14 +3,11 @@
 Why: an expression encoder learns "neutral" from other people's faces; a user whose resting mouth
 turns up, or whose brows sit low, reads as a constant smile or frown. OpenSeeFace and NVIDIA
 Maxine fix this the same way: record a few seconds of the user at rest and measure expressions
-relative to that. Here a calibration is three vectors over the face features (length D):
-
-    calibrated = clip(target + (features - zero_point) * scale, -1, 1)
-
-`zero_point` is the per-feature median of the resting frames (median: a blink or a twitch in a few
-frames does not move it), `target` is the model's own neutral face (its decoder at y = neutral,
-z = 0, the prior's mode), `scale` is 1 unless the user asks for more or less expressiveness
-(`--gain`). `apply` is numpy-only: the edge runs it on every frame before the encoder.
+relative to that. The file and its numpy-only `apply` (what the edge runs on every frame) are
+`latentcast.neutral`; this module fits one on the workstation. `zero_point` is the per-feature
+median of the resting frames (median: a blink or a twitch in a few frames does not move it),
+`target` is the model's own neutral face (its decoder at y = neutral, z = 0, the prior's mode),
+`scale` is 1 unless the user asks for more or less expressiveness (`--gain`).
 
     python -m calibration.neutral --source v4l2:///dev/video0 --bundle BUNDLE --out me.neutral.json
     python -m calibration.neutral --source file://rest.mp4 --decoder decoder.onnx --card model_card.json ...
@@ -25,69 +22,17 @@ import json
 import logging
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from latentcast.errors import UserError, run_cli
-from latentcast.features import check_feature_spec
+from latentcast.neutral import NeutralCalibration
 
 NEUTRAL_CLASS = "neutral"
-FORMAT = "latentcast-neutral"
 MIN_FRAMES = 5
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class NeutralCalibration:
-    """zero_point, scale and target over the D face features, plus where they came from."""
-
-    zero_point: np.ndarray
-    scale: np.ndarray
-    target: np.ndarray
-    info: dict = field(default_factory=dict)
-
-    def apply(self, features: np.ndarray) -> np.ndarray:
-        """Face features [D] or [N, D] -> calibrated features, same shape, float32 in [-1, 1]."""
-        x = np.asarray(features, dtype=np.float32)
-        if x.shape[-1] != len(self.zero_point):
-            raise UserError(
-                f"neutral calibration has {len(self.zero_point)} features but the face features have {x.shape[-1]}: "
-                "recalibrate with this model (python -m calibration.neutral)"
-            )
-        return np.clip(self.target + (x - self.zero_point) * self.scale, -1.0, 1.0).astype(np.float32, copy=False)
-
-    def to_dict(self) -> dict:
-        return {
-            "format": FORMAT,
-            "zero_point": self.zero_point.tolist(),
-            "scale": self.scale.tolist(),
-            "target": self.target.tolist(),
-            **self.info,
-        }
-
-    def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
-        return path
-
-
-def load_neutral(path: str | Path, feature_spec_version=None) -> NeutralCalibration:
-    """Read a calibration JSON; with `feature_spec_version`, refuse one made for other features."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"neutral calibration {path} does not exist: make one with python -m calibration.neutral")
-    data = json.loads(path.read_text())
-    if data.get("format") != FORMAT:
-        raise UserError(f"{path} is not a neutral calibration file (format {data.get('format')!r}): recalibrate")
-    if feature_spec_version is not None:
-        check_feature_spec(data.get("feature_spec_version"), str(path), "recalibrate", feature_spec_version)
-    vectors = [np.asarray(data[k], dtype=np.float32) for k in ("zero_point", "scale", "target")]
-    info = {k: v for k, v in data.items() if k not in ("format", "zero_point", "scale", "target")}
-    return NeutralCalibration(*vectors, info=info)
 
 
 def fit_neutral(

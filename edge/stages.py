@@ -42,7 +42,7 @@ class MediaPipeStage:
         self.face_enabled, self.hands_enabled = face, hands
         self.neutral = None
         if face_neutral:
-            from calibration.neutral import load_neutral
+            from latentcast.neutral import load_neutral
 
             self.neutral = load_neutral(face_neutral, FEATURE_SPEC_VERSION)
         cfg = dataclasses.replace(landmarks or LandmarkerConfig(), **landmark_overrides)

@@ -157,7 +157,7 @@ def test_device_side_modules_never_import_torch(built):
         "import sys, numpy as np\n"
         "from latentcast.bundle import open_bundle\n"
         "from latentcast.inference import EncoderSession\n"
-        "from calibration.neutral import NeutralCalibration\n"
+        "from latentcast.neutral import NeutralCalibration\n"
         f"b = open_bundle({str(built['dir'])!r})\n"
         "y, z = EncoderSession(b.encoder('gesture'))(np.zeros((1, 42), np.float32))\n"
         "NeutralCalibration(np.zeros(3), np.ones(3), np.zeros(3)).apply(np.ones(3))\n"

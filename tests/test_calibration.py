@@ -12,6 +12,7 @@ from _export_fixtures import LONDON_IDS, fit_small, london_face_features, save_m
 from calibration import neutral
 from calibration.sets import array_set, combine, hand_set, hand_split, load_set, make_reader, save_set
 from export import onnx as onnx_export
+from latentcast import neutral as latentcast_neutral
 from latentcast.assets import resolve, sha256_of
 from latentcast.errors import UserError, run_cli
 from latentcast.features import FEATURE_SPEC_VERSION
@@ -145,13 +146,15 @@ def test_neutral_calibration_moves_a_resting_face_to_neutral(faces, expression, 
     smile_after = p_neutral(encoder, calib.apply(smiling_rows[USER]))
     assert smile_after[0] < 0.5, "calibration must keep her smile a smile"
 
-    again = neutral.load_neutral(calib.save(tmp_path / "user.json"))
+    again = latentcast_neutral.load_neutral(calib.save(tmp_path / "user.json"))
     np.testing.assert_allclose(again.apply(frames), calib.apply(frames))
     assert again.info["frames"] == 6 and again.info["user"] == "025"
 
 
 def test_apply_is_numpy_only_and_checks_width():
-    calib = neutral.NeutralCalibration(np.full(3, 0.5, np.float32), np.ones(3, np.float32), np.zeros(3, np.float32))
+    calib = latentcast_neutral.NeutralCalibration(
+        np.full(3, 0.5, np.float32), np.ones(3, np.float32), np.zeros(3, np.float32)
+    )
     np.testing.assert_allclose(calib.apply(np.array([0.5, 1.0, 0.0])), [0.0, 0.5, -0.5])
     assert calib.apply(np.zeros((4, 3))).shape == (4, 3)
     with pytest.raises(UserError, match="recalibrate"):
@@ -169,7 +172,7 @@ def test_neutral_cli_from_video_source_and_from_features(faces, expression, tmp_
     common = ["--decoder", str(expression / "decoder.onnx"), "--card", str(card)]
     out = tmp_path / "from_source.json"
     assert run_cli(neutral.main, ["--source", str(folder), *common, "--out", str(out)]) == 0
-    assert neutral.load_neutral(out).info["frames"] == 6
+    assert latentcast_neutral.load_neutral(out).info["frames"] == 6
     np.savez(tmp_path / "session.npz", features=faces[0][[USER] * 6])
     out2 = tmp_path / "from_features.json"
     assert run_cli(neutral.main, ["--features", str(tmp_path / "session.npz"), *common, "--out", str(out2)]) == 0

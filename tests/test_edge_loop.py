@@ -249,9 +249,9 @@ def test_preview_topic_carries_a_jpeg_of_the_frame_on_its_own_socket():
 
 def test_neutral_calibration_is_applied_to_live_face_features(tmp_path):
     """A calibration file named in the config shifts the real face features before the encoder."""
-    from calibration.neutral import NeutralCalibration
     from edge.stages import MediaPipeStage
     from latentcast.features import FACE_FEATURE_DIM
+    from latentcast.neutral import NeutralCalibration
 
     frame = cv2.imread(str(resolve("data/images/faces/sergey.png")))
     plain = MediaPipeStage(face=True, hands=False, mode="image")
