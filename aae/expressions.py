@@ -70,7 +70,7 @@ def train_expressions(
     model = landmark_aae.fit(x, y, len(CLASSES), fit_cfg)
 
     val_probs, val_err = landmark_aae.reconstruction_error(model, val.x)
-    rule = open_set.fit_rule(val_probs, val.y, val_err, keep=keep)
+    open_set_block = fit_expression_rule(model, faces, exclude_people, session_sets, keep)
     metrics = {
         "validation_accuracy": landmark_aae.accuracy(val_probs, val.y),
         "validation_rows": len(val),
@@ -114,9 +114,26 @@ def train_expressions(
         },
         "training": asdict(fit_cfg),
         "metrics": metrics,
-        "open_set": {**rule.to_dict(), "fitted_on": f"recipe validation split ({len(val)} rows)"},
+        "open_set": open_set_block,
     }
     return model, card, arrays
+
+
+def fit_expression_rule(model, faces: list, exclude_people, sessions: Sequence, keep: float) -> dict:
+    """The open-set block, fitted on REAL rows only (never the synthetic recipe rows, which the model
+    gets all right and which make a degenerate rule): the sessions' labelled frames, that person's own
+    faces; the labelled real photos are added only while the sessions have too few labelled frames."""
+    x_s = [s.x[s.y >= 0] for s in sessions]
+    y_s = [s.y[s.y >= 0] for s in sessions]
+    n_session = sum(len(y) for y in y_s)
+    parts = [f"labelled frames of {len(sessions)} recorded session(s) ({n_session} rows)"] if n_session else []
+    if n_session < open_set.MIN_FIT_ROWS:
+        real = [(p, f) for p, f in faces if p.label in CLASSES and p.person not in exclude_people]
+        x_s.append(np.asarray([f.features() for _, f in real], np.float32).reshape(-1, features.FACE_FEATURE_DIM))
+        y_s.append(np.asarray([CLASSES.index(p.label) for p, _ in real], np.int64))
+        parts.append(f"labelled real face photos ({len(real)} rows, seen in training)")
+    x, y = np.concatenate(x_s), np.concatenate(y_s)
+    return landmark_aae.fit_open_set(model, x, y, " + ".join(parts), keep=keep)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -87,7 +87,8 @@ def train_gestures(
     model = landmark_aae.fit(train_x, train_labels, len(classes), fit_cfg)
 
     val_probs, val_err = landmark_aae.reconstruction_error(model, val.x)
-    rule = open_set.fit_rule(val_probs, val.y, val_err, keep=keep)
+    what = f"baron105 validation split (real recorder rows held out from training, {len(val)} rows)"
+    rule = open_set.fit_rule(val_probs, val.y, val_err, keep=keep, what=what)
     test_probs, test_err = landmark_aae.reconstruction_error(model, test_set.x)
     kinivi = landmark_data.load_kinivi_as_baron(classes) if _kinivi_classes_present(classes) else None
 
@@ -112,7 +113,7 @@ def train_gestures(
 
     open_set_report = {
         **rule.to_dict(),
-        "fitted_on": f"baron105 validation split ({len(val)} rows)",
+        "fitted_on": what,
         "known_test_unknown_rate": open_set.unknown_rate(rule.decide(test_probs, test_err)),
     }
     if kinivi is not None:

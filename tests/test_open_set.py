@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -79,3 +80,76 @@ def test_stays_numpy_only_and_out_of_aae():
     subprocess.run([sys.executable, "-c", code], check=True)
     with pytest.raises(ModuleNotFoundError):
         __import__("aae.open_set")
+
+
+# ------------------------------------------------------------------------------ fitting: real rows, checked grids
+
+
+def _honest_probs(n: int = 600, k: int = 6, accuracy: float = 0.9, seed: int = 0):
+    """Probabilities of a classifier right about `accuracy` of the time, with varied confidence."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, k, n)
+    logits = rng.normal(0.0, 1.0, (n, k))
+    right = rng.random(n) < accuracy
+    winner = np.where(right, labels, (labels + 1 + rng.integers(0, k - 1, n)) % k)
+    logits[np.arange(n), winner] = logits.max(axis=1) + rng.uniform(0.2, 4.0, n)  # argmax by construction
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    return probs.astype(np.float32), labels
+
+
+def test_a_fit_on_honest_rows_lands_inside_its_grid_with_thresholds_between_chance_and_one():
+    probs, labels = _honest_probs()
+    err = np.random.default_rng(1).gamma(2.0, 0.01, len(labels)).astype(np.float32)
+    rule = open_set.fit_rule(probs, labels, err, keep=0.95)
+    lo, hi = open_set.TEMPERATURE_GRID
+    assert lo < rule.temperature < hi
+    assert 1 / 6 < rule.min_confidence < 1.0 and 0 < rule.max_recon_error < np.inf
+    assert 0.03 <= open_set.unknown_rate(rule.decide(probs, err)) <= 0.05  # the whole rule keeps `keep`
+
+
+def test_rows_that_are_all_right_still_give_an_interior_temperature():
+    """The degenerate case of the issue: synthetic rows, all right, pushed plain NLL to T = 0.05 and threshold 1."""
+    probs, labels = _honest_probs(n=40, accuracy=1.0)
+    t = open_set.fit_temperature(probs, labels)
+    assert open_set.TEMPERATURE_GRID[0] * 1.5 < t < open_set.TEMPERATURE_GRID[1]
+    rule = open_set.fit_rule(probs, labels, np.linspace(0.01, 0.02, 40, dtype=np.float32))
+    assert rule.min_confidence < 1.0
+
+
+def test_a_temperature_on_the_grid_edge_is_a_training_error():
+    # plain NLL (no smoothing) on rows that are all right: the minimum runs off the grid's low end
+    probs, labels = _honest_probs(n=40, accuracy=1.0)
+    with pytest.raises(open_set.OpenSetFitError, match="edge of its grid"):
+        open_set.fit_temperature(probs, labels, smoothing=0.0)
+    # a model no better than chance (here: always least sure of the true class): the minimum runs off the high end
+    flat = np.random.default_rng(3).dirichlet(np.full(6, 5.0), size=300).astype(np.float32)
+    with pytest.raises(open_set.OpenSetFitError, match=r"test rows: .*edge of its grid"):
+        open_set.fit_rule(flat, flat.argmin(axis=1), np.ones(300, np.float32), what="test rows")
+
+
+def test_degenerate_thresholds_and_too_few_rows_are_training_errors():
+    probs, labels = _honest_probs(n=100, accuracy=1.0)
+    hard = np.zeros_like(probs)
+    hard[np.arange(len(labels)), labels] = 1.0  # saturated softmax: every calibrated confidence is exactly 1
+    with pytest.raises(open_set.OpenSetFitError, match="same calibrated confidence"):
+        open_set.fit_rule(hard, labels, np.ones(len(labels), np.float32))
+    with pytest.raises(open_set.OpenSetFitError, match="reconstruction threshold"):
+        open_set.fit_rule(probs, labels, np.zeros(len(labels), np.float32))
+    with pytest.raises(open_set.OpenSetFitError, match="at least 10"):
+        open_set.fit_rule(probs[:5], labels[:5], np.ones(5, np.float32))
+    assert issubclass(open_set.OpenSetFitError, open_set.UserError)  # run_cli prints one line, exits 2
+
+
+def test_the_decision_is_float32_and_the_same_for_float64_input():
+    """The issue's float32/float64 split: the runtime arithmetic is float32 whatever dtype comes in."""
+    probs, labels = _honest_probs(n=2000, k=5, seed=4)
+    err = np.random.default_rng(5).gamma(2.0, 0.01, len(labels)).astype(np.float32)
+    rule = open_set.fit_rule(probs, labels, err)
+    a = rule.judge(probs, err)
+    b = rule.judge(probs.astype(np.float64), err.astype(np.float64))
+    assert a.calibrated.dtype == np.float32 and a.confidence.dtype == np.float32
+    np.testing.assert_array_equal(a.label, b.label)
+    np.testing.assert_array_equal(a.confidence, b.confidence)
+    # thresholds are float32 values: JSON round trip keeps them exactly
+    back = open_set.OpenSetRule.from_dict(json.loads(json.dumps(rule.to_dict())))
+    np.testing.assert_array_equal(back.judge(probs, err).label, a.label)

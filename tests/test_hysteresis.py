@@ -1,0 +1,75 @@
+"""Class labels with hysteresis and a minimum dwell (latentcast.hysteresis): fast switches, no flicker."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from latentcast.hysteresis import UNKNOWN, HysteresisConfig, LabelHysteresis
+
+
+def probs(k: int, winner: int, p: float) -> np.ndarray:
+    out = np.full(k, (1.0 - p) / (k - 1), np.float32)
+    out[winner] = p
+    return out
+
+
+def run(labeler: LabelHysteresis, stream, ratios=None) -> list[int]:
+    ratios = ratios if ratios is not None else [None] * len(stream)
+    return [labeler.update(p, r) for p, r in zip(stream, ratios, strict=True)]
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 5])
+def test_a_step_switches_within_k_frames(k):
+    labeler = LabelHysteresis(enter=0.6, config=HysteresisConfig(dwell_frames=k))
+    stream = [probs(4, 0, 0.9)] * 20 + [probs(4, 2, 0.9)] * 20
+    out = run(labeler, stream)
+    assert out[19] == 0
+    switched = next(i for i in range(20, 40) if out[i] == 2)
+    assert switched - 20 <= k - 1  # the label follows k - 1 frames after the verdict changes
+    assert out[switched:] == [2] * (40 - switched)
+    assert out[k - 1] == 0 and (k == 1 or out[k - 2] == UNKNOWN)  # entering from unknown also waits k frames
+
+
+def test_a_constant_input_never_flickers_even_at_the_threshold():
+    rng = np.random.default_rng(0)
+    labeler = LabelHysteresis(enter=0.6)
+    # probabilities hovering around the enter threshold, as on a shape between two classes
+    stream = [probs(5, 1, float(p)) for p in np.clip(0.6 + rng.normal(0.0, 0.05, 600), 0.3, 0.95)]
+    out = run(labeler, stream)
+    switches = sum(a != b for a, b in itertools.pairwise(out))
+    assert switches <= 1  # entered once, then held (0.6 - margin is below every wobble that matters)
+    assert out[-1] == 1
+
+
+def test_single_frame_outliers_do_not_switch_with_a_dwell_of_two():
+    labeler = LabelHysteresis(enter=0.6)
+    stream = [probs(3, 0, 0.9)] * 10
+    stream[5] = probs(3, 1, 0.95)  # one frame of another class
+    stream[7] = probs(3, 0, 0.2)  # one frame of unknown
+    assert run(labeler, stream)[1:] == [0] * 9
+
+
+def test_held_class_drops_to_unknown_below_the_leave_threshold_or_on_a_bad_reconstruction():
+    labeler = LabelHysteresis(enter=0.6, config=HysteresisConfig(dwell_frames=2, leave_margin=0.2))
+    out = run(labeler, [probs(3, 0, 0.9)] * 3 + [probs(3, 0, 0.5)] * 3 + [probs(3, 0, 0.3)] * 3)
+    assert out[2:6] == [0, 0, 0, 0]  # 0.5 is below enter (0.6) but above leave (0.4): held
+    assert out[-1] == UNKNOWN
+    labeler.reset()
+    ratios = [0.5] * 3 + [1.2] * 3 + [2.0] * 3  # 1.2 x the threshold: held; 2.0 > recon_leave 1.5: dropped
+    out = run(labeler, [probs(3, 0, 0.9)] * 9, ratios)
+    assert out[2:6] == [0, 0, 0, 0] and out[-1] == UNKNOWN
+
+
+def test_a_class_is_never_entered_while_its_reconstruction_is_out_of_range():
+    labeler = LabelHysteresis(enter=0.6)
+    assert set(run(labeler, [probs(3, 0, 0.99)] * 10, [1.01] * 10)) == {UNKNOWN}
+
+
+def test_bad_config_is_refused():
+    with pytest.raises(ValueError, match="dwell_frames"):
+        HysteresisConfig(dwell_frames=0)
+    with pytest.raises(ValueError, match="recon_leave"):
+        HysteresisConfig(recon_leave=0.5)
