@@ -13,6 +13,7 @@ import pytest
 from latentcast.protocol import (
     NO_MODEL,
     PROTOCOL_VERSION,
+    Decision,
     FaceBlock,
     HandBlock,
     Handedness,
@@ -73,9 +74,11 @@ def assert_same(a: LatentMessage, b: LatentMessage) -> None:
             np.testing.assert_array_equal(np.asarray(x, np.float32), np.asarray(y, np.float32))
 
 
-def test_golden_latents_vector_decodes_to_the_documented_values():
-    msg = decode_latents(golden("protocol_v1_latents.hex"))
-    expected = json.loads((DATA / "protocol_v1_latents.json").read_text())
+@pytest.mark.parametrize("version", [1, 2])
+def test_golden_latents_vector_decodes_to_the_documented_values(version):
+    """v2 is what the edge writes; v1 (the previous version) is still decoded, with no decision and no gaze."""
+    msg = decode_latents(golden(f"protocol_v{version}_latents.hex"))
+    expected = json.loads((DATA / f"protocol_v{version}_latents.json").read_text())
     assert msg.source_id == expected["source_id"] and msg.seq == expected["seq"]
     assert msg.capture_ns == expected["capture_ns"] and msg.publish_ns == expected["publish_ns"]
     assert msg.model_id.hex() == expected["model_id"] and int(msg.tracking) == expected["tracking"]
@@ -87,11 +90,58 @@ def test_golden_latents_vector_decodes_to_the_documented_values():
         assert hand.present == want["present"] and int(hand.handedness) == want["handedness"]
         for key in ("y", "z", "wrist"):
             assert getattr(hand, key).tolist() == want[key]
+        _assert_decision(hand.decision, want.get("decision"))
+    _assert_decision(msg.face.decision, expected["face"].get("decision"))
+    if version == 1:
+        assert msg.face.gaze is None and all(h.decision is None for h in msg.hands)
+    else:
+        assert msg.face.gaze.tolist() == expected["face"]["gaze"]
 
 
-def test_golden_latents_vector_is_what_the_encoder_writes():
-    raw = golden("protocol_v1_latents.hex")
-    assert encode_latents(decode_latents(raw)) == raw
+def _assert_decision(got: Decision | None, want: dict | None) -> None:
+    if want is None:
+        assert got is None
+    else:
+        assert (got.label, got.confidence, got.unknown) == (want["label"], want["confidence"], want["unknown"])
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_golden_latents_vector_is_what_the_encoder_writes(version):
+    raw = golden(f"protocol_v{version}_latents.hex")
+    assert encode_latents(decode_latents(raw), version=version) == raw
+
+
+def test_the_writer_writes_the_current_version_and_v1_upgrades_without_decisions():
+    v1 = golden("protocol_v1_latents.hex")
+    upgraded = encode_latents(decode_latents(v1))
+    assert struct.unpack_from("<H", upgraded, 4)[0] == PROTOCOL_VERSION == 2
+    back = decode_latents(upgraded)
+    assert back.face.decision is None and back.face.gaze is None and all(h.decision is None for h in back.hands)
+
+
+def test_decision_and_gaze_round_trip_exactly():
+    msg = sample_message()
+    msg.face.decision = Decision(3, 0.6180339, False)
+    msg.face.gaze = np.array([0.1, -0.2, 0.3, -0.4], np.float32)
+    msg.hands[0].decision = Decision(-1, 0.25, True)
+    back = decode_latents(encode_latents(msg))
+    assert back.face.decision == Decision(3, float(np.float32(0.6180339)), False)
+    np.testing.assert_array_equal(back.face.gaze, msg.face.gaze)
+    assert back.hands[0].decision == Decision(-1, 0.25, True) and back.hands[1].decision is None
+
+
+def test_a_label_outside_the_classes_or_bad_flags_are_rejected():
+    msg = sample_message(k_hand=5)
+    msg.hands[0].decision = Decision(5, 0.9, False)  # classes are 0..4
+    with pytest.raises(ProtocolError, match="label 5"):
+        decode_latents(encode_latents(msg))
+    msg.hands[0].decision = Decision(1, 0.9, False)
+    raw = bytearray(encode_latents(msg))
+    face_flags = 4 + 2 + 1 + 1 + 8 + 8 + 8 + 8 + len(msg.source_id.encode()) + 18 + 2
+    assert raw[face_flags] == 0  # sample_message's face has no decision and no gaze
+    raw[face_flags] = 0x80
+    with pytest.raises(ProtocolError, match="flags"):
+        decode_latents(bytes(raw))
 
 
 def test_golden_preview_vector_decodes():
@@ -151,7 +201,7 @@ def test_bad_fields_rejected(offset, value, what):
 
 def test_bad_present_flag_and_handedness_rejected():
     raw = encode_latents(LatentMessage("s", 0, 0, 0, hands=[HandBlock(True, Handedness.LEFT)]))
-    hand_at = len(raw) - 18
+    hand_at = len(raw) - 25  # v2 hand block: 18-byte header + 7-byte decision, no floats
     for offset, value in ((hand_at, 2), (hand_at + 1, 3)):
         bad = bytearray(raw)
         bad[offset] = value
