@@ -384,13 +384,17 @@ class VersionError(ProtocolError):
     """A valid frame of another protocol version."""
 
 
+class CrcError(ProtocolError):
+    """The CRC does not match: bytes were corrupted on the way."""
+
+
 def decode_raw(raw: bytes) -> Frame:
     """Check the CRC, header and payload of one un-stuffed frame."""
     if len(raw) < HEADER.size + CRC.size:
         raise ProtocolError(f"frame of {len(raw)} bytes is shorter than header + CRC")
     (crc,) = CRC.unpack_from(raw, len(raw) - CRC.size)
     if crc16_ccitt_false(raw[: -CRC.size]) != crc:
-        raise ProtocolError("CRC mismatch")
+        raise CrcError("CRC mismatch")
     version, mtype, seq, length = HEADER.unpack_from(raw)
     if version != VERSION:
         raise VersionError(f"protocol version {version}, this side speaks {VERSION}")
@@ -477,15 +481,14 @@ class Deframer:
             return None
         try:
             frame = decode_raw(raw)
+        except CrcError:
+            s.crc_errors += 1
         except VersionError:
             s.version_errors += 1
         except UnknownTypeError:
             s.unknown_types += 1
-        except ProtocolError as exc:
-            if "CRC" in str(exc):
-                s.crc_errors += 1
-            else:
-                s.length_errors += 1
+        except ProtocolError:
+            s.length_errors += 1
         else:
             s.frames += 1
             return frame
