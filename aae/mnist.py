@@ -13,6 +13,7 @@ arguments and wires the library (`aae.model`, `aae.train`, `aae.evaluate`, `aae.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
 import json
 import re
@@ -81,6 +82,25 @@ def keep_labels(labels: torch.Tensor, n_labelled: int, seed: int = 0) -> torch.T
     return out
 
 
+# --- recipes ------------------------------------------------------------------------------------
+# Named presets of the semi-supervised run; docs/AAE.md ("Recipes") gives the source of every value.
+# `--nlabels` is never part of a recipe: the label count is the experiment's axis.
+_SHARED = {"ncode": 10, "lr": 2e-4, "maxepoch": 250, "lr_decay": "0.6,0.8", "dropout": 1.0, "noise": False}
+RECIPES: dict[str, dict[str, object]] = {
+    # conan7882/adversarial-autoencoders README (semi-supervised section) and helper/trainer.py:
+    # ncode 10, lr 2e-4 (its usage line), batch 128, 250 epochs, lr /10 at epochs 150 and 200,
+    # classification phase every 10th step (`global_step % 10 == 0`), loss weights 1/6/6/1/6/6.
+    "reference": {**_SHARED, "bsize": 128, "cls_every": 10, "vatw": 0.0},
+    # Makhzani et al. 2015 (arXiv 1511.05644), Sec. 5 / Fig. 8: classification phase on every
+    # mini-batch, 10-D style code with a Gaussian prior; optimiser and schedule kept as the
+    # reference's (the paper's own learning rates could not be verified here, see docs/AAE.md).
+    "paper": {**_SHARED, "bsize": 100, "cls_every": 1, "vatw": 0.0},
+    # Extension beyond the paper: "paper" plus virtual adversarial training on the unlabelled batch
+    # in the classification phase (aae/vat.py). Never reported as a paper figure.
+    "strong": {**_SHARED, "bsize": 100, "cls_every": 1, "vatw": 1.0, "vat_eps": 4.0},
+}
+
+
 # --- CLI ----------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m aae.mnist", description=__doc__.splitlines()[0])
@@ -117,11 +137,48 @@ def build_parser() -> argparse.ArgumentParser:
     extra.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
     extra.add_argument("--max_train", type=int, default=0, help="use only the first N training images (0: all)")
     extra.add_argument("--max_test", type=int, default=0, help="use only the first N test images (0: all)")
-    extra.add_argument("--n_valid", type=int, default=10000, help="--train: images held out to choose Parzen sigma")
+    extra.add_argument(
+        "--n_valid",
+        type=int,
+        default=None,
+        help="training images held out for choices made on validation: Parzen sigma (--train, default 10000)"
+        " and the reported epoch (--train_semisupervised, default 5000); never labelled, never trained on",
+    )
     extra.add_argument("--parzen_samples", type=int, default=10000, help="--train: samples for the Parzen estimate")
     extra.add_argument("--plot_every", type=int, default=10, help="write figures every N epochs (and at the end)")
     extra.add_argument("--no_progress", action="store_true", help="no tqdm bar (for logs)")
+    recipe = p.add_argument_group("recipes and long runs (docs/AAE.md, 'Recipes')")
+    recipe.add_argument(
+        "--recipe",
+        choices=sorted(RECIPES),
+        default=None,
+        help="--train_semisupervised preset: sets the flags of docs/AAE.md's table; flags given explicitly win",
+    )
+    recipe.add_argument(
+        "--lr_decay",
+        default="",
+        help="lr /10 at these fractions of --maxepoch, e.g. 0.6,0.8; 'none'; default: the reference's"
+        " absolute epochs (semi-supervised 150, 200; others 101, 301)",
+    )
+    recipe.add_argument("--vatw", type=float, default=0.0, help="weight of the VAT term (extension; 0: off)")
+    recipe.add_argument("--vat_eps", type=float, default=4.0, help="L2 norm of the VAT perturbation ([-1, 1] units)")
+    recipe.add_argument("--resume", action="store_true", help="continue the run in --save_path after its last epoch")
+    recipe.add_argument(
+        "--keep_checkpoints",
+        choices=("last", "all"),
+        default="last",
+        help="last: only the last and the validation-selected epochs' weights; all: every epoch",
+    )
     return p
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse the CLI; a `--recipe` supplies the defaults of the flags it names (explicit flags win)."""
+    parser = build_parser()
+    known, _ = parser.parse_known_args(argv)
+    if known.recipe is not None:
+        parser.set_defaults(**RECIPES[known.recipe])
+    return parser.parse_args(argv)
 
 
 def validate(args: argparse.Namespace) -> str:
@@ -142,6 +199,21 @@ def validate(args: argparse.Namespace) -> str:
         raise UserError(f"unknown --device {args.device!r}: use cpu or cuda")
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda but torch sees no CUDA GPU: use --device cpu or install a CUDA build of torch")
+    if args.recipe is not None and modes[0] != "train_semisupervised":
+        raise UserError(f"--recipe {args.recipe} is a --train_semisupervised preset: add --train_semisupervised")
+    if args.n_valid is None:
+        args.n_valid = 5000 if modes[0] == "train_semisupervised" else 10000
+    if args.lr_decay not in ("", "none"):
+        try:
+            fractions = [float(f) for f in args.lr_decay.split(",")]
+        except ValueError:
+            fractions = []
+        if not fractions or not all(0.0 < f <= 1.0 for f in fractions):
+            raise UserError(
+                f"--lr_decay wants fractions of --maxepoch in (0, 1] like 0.6,0.8 or 'none', got {args.lr_decay!r}"
+            )
+    if args.vatw < 0 or args.vat_eps <= 0:
+        raise UserError(f"--vatw must be >= 0 and --vat_eps > 0, got {args.vatw} and {args.vat_eps}")
     if not 0.0 < args.dropout <= 1.0:
         raise UserError(f"--dropout is a keep probability in (0, 1], got {args.dropout}")
     for name in ("ncode", "bsize", "maxepoch", "cls_every"):
@@ -180,6 +252,37 @@ def _write_json(path: Path, data: dict) -> None:
     tmp.replace(path)
 
 
+def split_train_valid(n: int, n_valid: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(training rows, validation rows) of the MNIST training file: the last `n_valid` rows validate.
+
+    A fixed split, the same for every seed (the usual 50k/10k or 55k/5k MNIST split): labelled rows
+    are drawn from the training rows only, so validation images are never labelled training data,
+    and the test file is never touched for selection. At most half the rows validate (tiny subsets).
+    """
+    n_valid = min(max(n_valid, 0), n // 2)
+    rows = torch.arange(n)
+    return rows[: n - n_valid], rows[n - n_valid :]
+
+
+def lr_milestones(args: argparse.Namespace, variant: str) -> tuple[int, ...]:
+    """Epochs (1-based) at which the rate drops x10: `--lr_decay` fractions of `--maxepoch`, else the
+    reference's absolute epochs (semi-supervised 150 and 200 of its 250; the others 101 and 301)."""
+    if args.lr_decay == "none":
+        return ()
+    if not args.lr_decay:
+        return (150, 200) if variant == "semisupervised" else (101, 301)
+    return tuple(max(1, round(float(f) * args.maxepoch)) for f in args.lr_decay.split(","))
+
+
+# Arguments that may change between an interrupted run and its resumption (they do not change the maths).
+RESUME_FREE_ARGS = {"threads", "no_progress", "device", "plot_every", "load", "resume", "data_dir", "save_path"}
+RESUME_FREE_ARGS |= {"keep_checkpoints"}
+
+
+def _resume_signature(args: argparse.Namespace) -> dict:
+    return {k: v for k, v in sorted(vars(args).items()) if k not in RESUME_FREE_ARGS}
+
+
 def train_main(args: argparse.Namespace, mode: str) -> dict:
     """Train one of the variants, evaluating, checkpointing and plotting as it goes."""
     from torch.utils.tensorboard import SummaryWriter
@@ -189,13 +292,15 @@ def train_main(args: argparse.Namespace, mode: str) -> dict:
     device = torch.device(args.device)
     x_train, y_train = _subset(*load_mnist("train", args.data_dir), args.max_train)
     x_test, y_test = _subset(*load_mnist("test", args.data_dir), args.max_test)
-    x_valid = None
+    x_valid = y_valid = None
     variant = {"train": "label" if args.label else "unsupervised", "train_supervised": "supervised"}.get(
         mode, "semisupervised"
     )
-    if variant in ("unsupervised", "label") and args.n_valid > 0:
-        n_valid = min(args.n_valid, len(x_train) // 2)  # Parzen sigma is chosen on images training never saw
-        x_valid, x_train, y_train = x_train[-n_valid:], x_train[:-n_valid], y_train[:-n_valid]
+    if variant != "supervised" and args.n_valid > 0:
+        # Parzen sigma (unsupervised) and the reported epoch (semi-supervised) are chosen on these.
+        train_rows, valid_rows = split_train_valid(len(x_train), args.n_valid)
+        x_valid, y_valid = x_train[valid_rows], y_train[valid_rows]
+        x_train, y_train = x_train[train_rows], y_train[train_rows]
     if variant == "supervised":
         labels = y_train.clone()
     elif variant == "semisupervised":
@@ -204,7 +309,6 @@ def train_main(args: argparse.Namespace, mode: str) -> dict:
         labels = keep_labels(y_train, LABELS_FOR_LABEL_VARIANT, args.seed)
     else:
         labels = torch.full_like(y_train, -1)
-    milestones = (150, 200) if variant == "semisupervised" else (101, 301)  # the reference's lr schedule
 
     torch.manual_seed(args.seed)
     cfg = AAEConfig(
@@ -228,26 +332,43 @@ def train_main(args: argparse.Namespace, mode: str) -> dict:
         ygenw=args.ygenw,
         ydisw=args.ydisw,
         cls_every=args.cls_every,
-        lr_milestones=milestones,
+        lr_milestones=lr_milestones(args, variant),
+        vatw=args.vatw,
+        vat_eps=args.vat_eps,
         seed=args.seed,
         progress=not args.no_progress,
     )
     trainer = Trainer(model, tcfg)
     metrics_path = save_path / "metrics.json"
     history: list[dict] = []
-    if args.load is not None:
-        history = _resume(save_path, args.load, model, trainer)
+    best: dict | None = None
+    load = args.load
+    if args.resume and load is None and (save_path / TRAINER_STATE).is_file():
+        state = read_checkpoint(save_path / TRAINER_STATE)
+        if state.get("signature") not in (None, _resume_signature(args)):
+            raise UserError(
+                f"--resume: {save_path} holds a run with other settings; use its flags or another --save_path"
+            )
+        load = int(state["epoch"])
+    if load is not None:
+        history, best = _resume(save_path, load, model, trainer)
+        print(f"resumed after epoch {load} from {save_path}", flush=True)
     x_train, labels, x_test_dev = x_train.to(device), labels.to(device), x_test.to(device)
+    x_valid_dev = x_valid.to(device) if x_valid is not None else None
     writer = SummaryWriter(str(save_path))
     metrics = {
         "experiment": mode,
         "variant": variant,
+        "recipe": args.recipe,
         "args": vars(args),
         "config": asdict(cfg),
+        "train_config": {k: v for k, v in asdict(tcfg).items() if k != "progress"},
         "n_train": len(x_train),
+        "n_valid": 0 if x_valid is None else len(x_valid),
         "n_labelled": int((labels >= 0).sum()),
         "n_test": len(x_test),
         "machine": _machine(),
+        "device": args.device,
     }
     started = time.perf_counter() - (history[-1]["wall_s"] if history else 0.0)
 
@@ -257,50 +378,106 @@ def train_main(args: argparse.Namespace, mode: str) -> dict:
 
     while trainer.epoch < args.maxepoch:
         epoch = trainer.epoch  # 0-based id, as the reference's checkpoints
+        tick = time.perf_counter()
         losses = trainer.train_epoch(x_train, labels, on_log=log_step)
-        row = {"epoch": epoch, **losses, "test_recon": evaluate.reconstruction_error(model, x_test_dev, y_test)}
-        if cfg.has_classifier:
-            row["test_error"] = evaluate.classification_error(model, x_test_dev, y_test)
+        train_s = time.perf_counter() - tick
+        with _rng_untouched(device):  # evaluation and figures must not shift the training RNG streams
+            row = {"epoch": epoch, **losses, "train_s": round(train_s, 2)}
+            row["test_recon"] = evaluate.reconstruction_error(model, x_test_dev, y_test)
+            if cfg.has_classifier:
+                if x_valid_dev is not None:
+                    row["valid_error"] = evaluate.classification_error(model, x_valid_dev, y_valid)
+                row["test_error"] = evaluate.classification_error(model, x_test_dev, y_test)
+            elif x_valid_dev is not None:
+                row["valid_recon"] = evaluate.reconstruction_error(model, x_valid_dev)
         row["wall_s"] = round(time.perf_counter() - started, 1)
         history.append(row)
-        for name in ("test_recon", "test_error"):
+        score = row.get("valid_error", row.get("valid_recon"))
+        if score is not None and (best is None or score < best["score"]):
+            best = {"epoch": epoch, "score": score}
+        for name in ("test_recon", "test_error", "valid_error", "valid_recon"):
             if name in row:
                 writer.add_scalar(f"test/{name}", row[name], epoch)
         writer.flush()
-        save_checkpoint(save_path / f"aae-epoch-{epoch}.pt", model, epoch=epoch, history=history)
-        save_checkpoint(save_path / TRAINER_STATE, model, epoch=epoch, trainer=trainer.state_dict())
+        _save_epoch(save_path, model, trainer, epoch, history, best, args)
         shown = ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch", "lr"))
         print(f"epoch {epoch}: {shown}", flush=True)
         last = trainer.epoch >= args.maxepoch
-        if last or (epoch + 1) % args.plot_every == 0:
-            figures(model, x_test_dev, y_test, save_path, history)
-        if last and x_valid is not None:
-            metrics.update(evaluate.parzen_evaluate(model, x_valid, x_test, args.parzen_samples, seed=args.seed))
-            writer.add_scalar("test/parzen_log_likelihood", metrics["parzen_log_likelihood"], epoch)
+        with _rng_untouched(device):
+            if last or (epoch + 1) % args.plot_every == 0:
+                figures(model, x_test_dev, y_test, save_path, history)
+            if last and x_valid is not None and not cfg.has_classifier:
+                metrics.update(evaluate.parzen_evaluate(model, x_valid, x_test, args.parzen_samples, seed=args.seed))
+                writer.add_scalar("test/parzen_log_likelihood", metrics["parzen_log_likelihood"], epoch)
         metrics.update({"history": history, "epochs_done": trainer.epoch, "wall_s": row["wall_s"]})
-        metrics["final"] = {k: v for k, v in row.items() if k.startswith("test_")}
+        metrics["final"] = {k: v for k, v in row.items() if k.startswith(("test_", "valid_"))}
         if "parzen_log_likelihood" in metrics:
             metrics["final"]["parzen_log_likelihood"] = metrics["parzen_log_likelihood"]
+        if best is not None:
+            chosen = history[[h["epoch"] for h in history].index(best["epoch"])]
+            metrics["selected"] = {"epoch": best["epoch"], "on": "validation"}
+            metrics["selected"] |= {k: v for k, v in chosen.items() if k.startswith(("test_", "valid_"))}
         _write_json(metrics_path, metrics)
     writer.close()
-    print(f"wrote {save_path}: metrics.json, figures, checkpoints aae-epoch-0..{trainer.epoch - 1}.pt")
+    print(f"wrote {save_path}: metrics.json, figures, checkpoints ({', '.join(_checkpoint_names(save_path))})")
     return metrics
 
 
-def _resume(save_path: Path, epoch: int, model, trainer: Trainer) -> list[dict]:
-    """Restore epoch `epoch` (weights; optimiser state too when it is the latest run's state)."""
-    payload = read_checkpoint(checkpoint_path(save_path, epoch))
+@contextlib.contextmanager
+def _rng_untouched(device: torch.device):
+    """Run a block without changing the global torch RNG (CPU and, on a GPU, that device's)."""
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        yield
+
+
+def _checkpoint_names(save_path: Path) -> list[str]:
+    return [f"aae-epoch-{e}.pt" for e in available_epochs(save_path)] + [TRAINER_STATE]
+
+
+def _save_epoch(save_path: Path, model, trainer: Trainer, epoch: int, history, best, args) -> None:
+    """Weights of this epoch, then the resumable state (both written atomically), then prune.
+
+    By default only the last and the validation-selected epochs' weights stay on disk
+    (`--keep_checkpoints all` keeps every epoch, as the reference's every-10-epochs saver would).
+    """
+    save_checkpoint(save_path / f"aae-epoch-{epoch}.pt", model, epoch=epoch, history=history)
+    save_checkpoint(
+        save_path / TRAINER_STATE,
+        model,
+        epoch=epoch,
+        trainer=trainer.state_dict(),
+        history=history,
+        best=best,
+        signature=_resume_signature(args),
+    )
+    if args.keep_checkpoints == "all":
+        return
+    keep = {epoch} | ({best["epoch"]} if best is not None else set())
+    for old in available_epochs(save_path):
+        if old not in keep:
+            (save_path / f"aae-epoch-{old}.pt").unlink(missing_ok=True)
+
+
+def _resume(save_path: Path, epoch: int, model, trainer: Trainer) -> tuple[list[dict], dict | None]:
+    """Restore epoch `epoch` (weights; optimiser and RNG state too when it is the latest run's state)."""
+    state_file = save_path / TRAINER_STATE
+    state = read_checkpoint(state_file) if state_file.is_file() else None
+    if state is not None and state.get("epoch") == epoch:
+        payload = state
+    else:
+        payload = read_checkpoint(checkpoint_path(save_path, epoch))
     if payload["config"] != asdict(model.cfg):
         raise UserError(f"--load {epoch}: that checkpoint's model differs from these flags; use the same flags")
     model.load_state_dict(payload["state_dict"])
-    state_file = save_path / TRAINER_STATE
-    state = read_checkpoint(state_file) if state_file.is_file() else None
     if state is not None and state.get("epoch") == epoch:
         trainer.load_state_dict(state["trainer"])
     else:
         trainer.epoch, trainer.global_step = epoch + 1, 0
         print(f"resuming from epoch {epoch} weights with fresh optimisers (no matching {TRAINER_STATE})")
-    return [h for h in payload.get("history", []) if h["epoch"] <= epoch]
+    history = [h for h in payload.get("history", []) if h["epoch"] <= epoch]
+    best = payload.get("best")
+    return history, (best if best is not None and best["epoch"] <= epoch else None)
 
 
 def figures(model, x_test: torch.Tensor, y_test: torch.Tensor, save_path: Path, history: list[dict]) -> None:
@@ -326,7 +503,7 @@ def _machine() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     mode = validate(args)
     if args.threads > 0:
         torch.set_num_threads(args.threads)

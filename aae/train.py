@@ -8,11 +8,13 @@ reference does:
 3. z generator (`genw`): the encoder tries to pass its codes off as prior samples;
 4. semi-supervised only: y discriminator (`ydisw`) and y generator (`ygenw`) on the softmax y
    against one-hot categorical samples, then, every `cls_every` steps, a supervised
-   cross-entropy step (`clsw`) on a batch of labelled rows.
+   cross-entropy step (`clsw`) on a batch of labelled rows, plus, when `vatw` > 0, a virtual
+   adversarial term on the unlabelled batch (`aae.vat`, an extension beyond the paper).
 
 Data stay in tensors (on the GPU when the model is there); batches are index slices of a shuffled
 permutation, so no Python runs per sample. Shuffling and prior draws use one seeded generator and
-the global torch RNG is seeded too: a run is repeatable for a seed on CPU.
+the global torch RNG is seeded too: a run is repeatable for a seed on CPU, and `state_dict()`
+holds everything (optimisers, RNGs, labelled-batch position) to resume it bit for bit.
 
     trainer = Trainer(model, TrainConfig(epochs=5))
     for epoch in range(5):
@@ -21,16 +23,19 @@ the global torch RNG is seeded too: a run is repeatable for a seed on CPU.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from aae.model import AAE, discriminator_loss, generator_loss, reconstruction_loss
 from aae.priors import sample_categorical
+from aae.vat import vat_loss
 
 
 @dataclass
@@ -48,6 +53,9 @@ class TrainConfig:
     ydisw: float = 6.0  # y discriminator
     cls_every: int = 1  # semi-supervised: classification step every N steps (paper: every batch; reference: 10)
     lr_milestones: tuple[int, ...] = ()  # epochs (1-based) at which lr is divided by 10
+    vatw: float = 0.0  # weight of the VAT term on the unlabelled batch in the classification phase (0: off)
+    vat_eps: float = 4.0  # L2 norm of the VAT perturbation, in input units ([-1, 1] pixels)
+    vat_xi: float = 1e-6  # finite-difference step of VAT's power iteration
     seed: int = 0
     progress: bool = True  # tqdm bar with the current losses
     log_every: int = 50  # steps between `on_log` callbacks (TensorBoard) and bar updates
@@ -155,9 +163,17 @@ class Trainer:
             # 5. supervised classification on labelled rows, every cls_every steps
             if labelled_x is not None and self.global_step % cfg.cls_every == 0:
                 logits, _, _ = model.encoder_outputs(labelled_x)
-                out["cls"] = self._update("cls", cfg.clsw * F.cross_entropy(logits, labelled_y))
+                loss = cfg.clsw * F.cross_entropy(logits, labelled_y)
+                if cfg.vatw > 0:
+                    vat = vat_loss(self._logits, x, cfg.vat_eps, cfg.vat_xi, generator=self.generator)
+                    out["vat"] = cfg.vatw * vat.detach()
+                    loss = loss + cfg.vatw * vat
+                out["cls"] = self._update("cls", loss)
         self.global_step += 1
         return out
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.encoder_outputs(x)[0]
 
     # --- one epoch -------------------------------------------------------------------------------
     def _labelled_batch(self, x_lab: torch.Tensor, y_lab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -218,14 +234,27 @@ class Trainer:
 
     # --- resuming --------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """Optimiser states, counters and RNG states: everything `save_checkpoint` needs to resume."""
-        return {
+        """Optimiser states, counters, the labelled-batch position and every RNG state (torch CPU and
+        CUDA, this run's generator, numpy, python): all a resumed run needs to repeat bit for bit.
+
+        Plain data only (tensors, numbers, lists), so `torch.load(weights_only=True)` reads it.
+        """
+        np_state = np.random.get_state()
+        py_state = random.getstate()
+        state: dict[str, Any] = {
             "optimizers": {k: v.state_dict() for k, v in self.optimizers.items()},
             "epoch": self.epoch,
             "global_step": self.global_step,
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
+            "numpy_rng": [str(np_state[0]), torch.from_numpy(np_state[1].astype(np.int64)), *map(float, np_state[2:])],
+            "python_rng": [py_state[0], list(py_state[1]), py_state[2]],
+            "labelled_order": None if self._labelled_order is None else self._labelled_order.cpu(),
+            "labelled_pos": self._labelled_pos,
         }
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for name, opt in self.optimizers.items():
@@ -234,6 +263,17 @@ class Trainer:
         self.global_step = int(state["global_step"])
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
+        if "cuda_rng" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+        if "numpy_rng" in state:
+            name, key, pos, has_gauss, cached = state["numpy_rng"]
+            np.random.set_state((name, key.numpy().astype(np.uint32), int(pos), int(has_gauss), cached))
+        if "python_rng" in state:
+            version, internal, gauss = state["python_rng"]
+            random.setstate((version, tuple(internal), gauss))
+        order = state.get("labelled_order")
+        self._labelled_order = None if order is None else order.to(self.device)
+        self._labelled_pos = int(state.get("labelled_pos", 0))
 
 
 def train(

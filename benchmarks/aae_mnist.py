@@ -2,6 +2,12 @@
 
     python benchmarks/aae_mnist.py --epochs 1 --out runs/bench_aae_mnist           # quick look
     python benchmarks/aae_mnist.py --epochs 100 --threads 2 --out runs/bench_full   # the real thing (hours on CPU)
+    python benchmarks/aae_mnist.py --sweep --recipe strong --labels 100 1000 --seeds 3 --device cuda --out runs/sweep
+
+`--sweep` runs a recipe (docs/AAE.md) for every label count and seed (seed = label draw and
+initialisation), each resumable (`--resume`: run the same command again after an interruption),
+records every run into docs/results/mnist_semisupervised.json, prints mean +- std of the final
+and the validation-selected test error, and rewrites the docs/RESULTS.md table and curves.
 
 Runs (each through the same CLI users run, into OUT/<name>/ with its own figures and metrics.json):
 semi-supervised with 100 and 1000 labels; unsupervised with a Gaussian and with a GMM prior (ncode 2).
@@ -23,6 +29,9 @@ from pathlib import Path
 
 import torch
 from torch.nn import functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import aae_mnist_report as report  # the sibling script: results file, table, curves
 
 from aae import mnist
 from aae.model import AAEConfig, build_model, discriminator_loss, generator_loss, reconstruction_loss
@@ -54,7 +63,8 @@ def plain_loop_epoch(
 ) -> None:
     """The semi-supervised AAE step written out by hand: same phases, optimisers and batches as Trainer."""
     torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
+    device = x.device
+    gen = torch.Generator(device=device).manual_seed(seed)
     enc = model.encoder
 
     def adam(*mods):
@@ -65,8 +75,8 @@ def plain_loop_epoch(
     opt_yd, opt_yg, opt_cls = adam(model.y_discriminator), adam(enc.trunk, enc.y_logits), adam(enc.trunk, enc.y_logits)
     known = labels >= 0
     x_lab, y_lab = x[known], labels[known]
-    order = torch.randperm(len(x), generator=gen)
-    lab_order = torch.randperm(len(x_lab), generator=gen)
+    order = torch.randperm(len(x), generator=gen, device=device)
+    lab_order = torch.randperm(len(x_lab), generator=gen, device=device)
     model.train()
 
     def run(opt, loss):
@@ -82,11 +92,11 @@ def plain_loop_epoch(
         with torch.no_grad():
             logits, z_fake = model.sample_z(xb)
             y_fake = torch.softmax(logits, -1)
-        z_real = torch.randn(n, z.shape[1], generator=gen)
+        z_real = torch.randn(n, z.shape[1], generator=gen, device=device)
         run(opt_zd, 6.0 * discriminator_loss(model.z_discriminator(z_real), model.z_discriminator(z_fake)))
         _, z_fake = model.sample_z(xb)
         run(opt_zg, 6.0 * generator_loss(model.z_discriminator(z_fake)))
-        y_real = sample_categorical(n, y_fake.shape[1], gen)
+        y_real = sample_categorical(n, y_fake.shape[1], gen, device)
         run(opt_yd, 6.0 * discriminator_loss(model.y_discriminator(y_real), model.y_discriminator(y_fake)))
         logits, _ = model.sample_z(xb)
         run(opt_yg, 6.0 * generator_loss(model.y_discriminator(torch.softmax(logits, -1))))
@@ -99,27 +109,34 @@ def plain_loop_epoch(
 
 def time_trainer_vs_plain(args: argparse.Namespace) -> dict:
     """Seconds per semi-supervised step for Trainer.train_epoch and the plain loop, same model and data."""
+    device = torch.device(args.device)
     x, y = mnist.load_mnist("train")
     steps = args.timing_steps
-    x, y = x[: steps * 128], y[: steps * 128]
-    labels = mnist.keep_labels(y, 1000, args.seed)
+    x, y = x[: steps * 128].to(device), y[: steps * 128]
+    labels = mnist.keep_labels(y, 1000, args.seed).to(device)
     cfg = AAEConfig(input_dim=784, n_classes=10, code_dim=2)
     results: dict[str, list[float]] = {"trainer": [], "plain": []}
+
+    def timed(fn) -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return (time.perf_counter() - start) / steps
+
     for _ in range(args.repeats):
         torch.manual_seed(args.seed)
-        model = build_model(cfg)
-        trainer = Trainer(model, TrainConfig(seed=args.seed, progress=True))
-        start = time.perf_counter()
-        trainer.train_epoch(x, labels)
-        results["trainer"].append((time.perf_counter() - start) / steps)
+        trainer = Trainer(build_model(cfg).to(device), TrainConfig(seed=args.seed, progress=True))
+        results["trainer"].append(timed(lambda t=trainer: t.train_epoch(x, labels)))
         torch.manual_seed(args.seed)
-        model = build_model(cfg)
-        start = time.perf_counter()
-        plain_loop_epoch(model, x, labels, 128, steps, args.seed)
-        results["plain"].append((time.perf_counter() - start) / steps)
+        model = build_model(cfg).to(device)
+        results["plain"].append(timed(lambda m=model: plain_loop_epoch(m, x, labels, 128, steps, args.seed)))
     trainer_s, plain_s = min(results["trainer"]), min(results["plain"])
     steps_per_epoch = 60000 // 128
     return {
+        "device": str(device),
         "steps_timed": steps,
         "repeats": args.repeats,
         "trainer_s_per_step": trainer_s,
@@ -157,6 +174,35 @@ def plot_results(results: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def run_sweep(args: argparse.Namespace) -> int:
+    """Each (labels, seed) of `--recipe` into OUT/<recipe>-<labels>-s<seed>, resumable; records + summary."""
+    out = Path(args.out)
+    records = []
+    for labels in args.labels:
+        for seed in range(args.seeds):
+            run_dir = out / f"{args.recipe}-{labels}-s{seed}"
+            argv = ["--train_semisupervised", "--recipe", args.recipe, "--nlabels", str(labels), "--seed", str(seed)]
+            argv += ["--threads", str(args.threads), "--device", args.device, "--no_progress", "--resume"]
+            argv += ["--save_path", str(run_dir)] + (
+                ["--maxepoch", str(args.sweep_epochs)] if args.sweep_epochs else []
+            )
+            argv += ["--max_train", str(args.max_train)] if args.max_train else []
+            mnist.main(argv)
+            records.append(report.record_from_run(run_dir))
+            runs = report.upsert([records[-1]], Path(args.results))
+    for labels in args.labels:
+        rs = [r for r in records if r["labels"] == labels]
+        print(
+            f"{args.recipe}, {labels} labels, {len(rs)} seeds, {rs[0]['epochs']} epochs: test error final "
+            f"{report._mean_std([r['test_error_final'] for r in rs])}, validation-selected "
+            f"{report._mean_std([r['test_error_selected'] for r in rs])}"
+        )
+    if not args.max_train:  # tiny smoke sweeps do not touch the docs
+        report.write_table(runs)
+        report.plot_curves(runs)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=1, help="epochs per experiment")
@@ -169,8 +215,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip_timing", action="store_true")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (runs and timing)")
+    sweep = p.add_argument_group("--sweep: one recipe over label counts and seeds, recorded as results")
+    sweep.add_argument("--sweep", action="store_true", help="run --recipe for every --labels and seed")
+    sweep.add_argument("--recipe", choices=sorted(mnist.RECIPES), default="strong")
+    sweep.add_argument("--labels", type=int, nargs="+", default=[100, 1000], help="label counts")
+    sweep.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (label draw and initialisation)")
+    sweep.add_argument("--results", default=str(report.RESULTS), help="results JSON the sweep records into")
+    sweep.add_argument("--sweep_epochs", type=int, default=0, help="override the recipe's --maxepoch (0: keep)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.sweep:
+        return run_sweep(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results: dict = {

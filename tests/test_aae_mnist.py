@@ -15,22 +15,13 @@ import torch
 
 from aae import evaluate, mnist
 from aae.model import AAEConfig, build_model, load_checkpoint
-from latentcast.assets import AssetError, resolve
+from latentcast.assets import AssetError
 from latentcast.errors import run_cli
 
-MNIST_KEYS = [f"data/mnist/{p}-{k}-ubyte.gz" for p in ("train", "t10k") for k in ("images-idx3", "labels-idx1")]
 TINY = ["--max_train", "512", "--max_test", "200", "--bsize", "64", "--threads", "1", "--no_progress", "--seed", "1"]
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(scope="module")
-def mnist_files() -> dict[str, Path]:
-    try:
-        return {key: resolve(key) for key in MNIST_KEYS}
-    except AssetError as exc:
-        pytest.skip(f"MNIST not available (set LATENTCAST_ASSET_MIRROR): {exc}")
 
 
 def cli(argv: list[str], capsys) -> tuple[int, str]:
@@ -51,6 +42,8 @@ def semi_run(mnist_files, tmp_path_factory) -> Path:
         "1",
         "--save_path",
         str(out),
+        "--keep_checkpoints",
+        "all",
     ]
     assert mnist.main([*argv, *TINY]) == 0
     return out
@@ -88,13 +81,22 @@ def test_load_mnist_is_scaled_and_labelled(mnist_files) -> None:
 
 def test_semisupervised_run_writes_every_output(semi_run: Path) -> None:
     names = {p.name for p in semi_run.iterdir()}
-    expected = {"aae-epoch-0.pt", "aae-epoch-1.pt", "generate_im.png", "latent.png", "metrics.json", "curves.png"}
+    expected = {
+        "aae-epoch-0.pt",
+        "aae-epoch-1.pt",
+        "trainer-state.pt",
+        "generate_im.png",
+        "latent.png",
+        "metrics.json",
+        "curves.png",
+    }
     assert expected <= names
     assert {f"manifold_{k}.png" for k in range(10)} <= names, "a style manifold per class (ncode 2)"
     assert any(n.startswith("events.out.tfevents") for n in names), "TensorBoard summaries"
     metrics = json.loads((semi_run / "metrics.json").read_text())
     assert metrics["epochs_done"] == 2 and len(metrics["history"]) == 2
-    assert metrics["n_labelled"] == 100 and metrics["n_train"] == 512
+    assert metrics["n_labelled"] == 100 and metrics["n_train"] == 256, "half of 512 held out for validation"
+    assert metrics["n_valid"] == 256 and metrics["selected"]["on"] == "validation"
     err = metrics["final"]["test_error"]
     assert 0.0 <= err < 0.85, f"test error {err} should beat chance (0.9) after 2 tiny epochs"
     assert metrics["final"]["test_recon"] > 0
@@ -117,7 +119,7 @@ def test_generate_and_viz_and_resume_from_checkpoints(semi_run: Path, tmp_path) 
     shutil.copytree(semi_run, run)
     for name in ("generate_im.png", "latent.png", "manifold_3.png"):
         (run / name).unlink()
-    assert mnist.main(["--generate", "--load", "0", "--save_path", str(run)]) == 0
+    assert mnist.main(["--generate", "--load", "1", "--save_path", str(run)]) == 0
     assert (run / "generate_im.png").stat().st_size > 1000
     assert mnist.main(["--viz", "--save_path", str(run), "--max_test", "300"]) == 0
     assert (run / "latent.png").is_file() and (run / "manifold_3.png").is_file()
@@ -211,3 +213,27 @@ def test_parzen_evaluate_picks_sigma_on_validation() -> None:
     curve = result["parzen_valid_curve"]
     assert result["parzen_sigma"] == result["parzen_sigmas"][curve.index(max(curve))]
     assert math.isfinite(result["parzen_log_likelihood"])
+
+
+def test_mnist_fixture_fails_loudly_on_a_corrupt_mirror_and_skips_only_when_absent(
+    mnist_files, tmp_path, monkeypatch
+) -> None:
+    from conftest import MNIST_KEYS, resolve_or_skip
+
+    mirror = tmp_path / "mirror"
+    for key, path in mnist_files.items():
+        (mirror / key).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, mirror / key)
+    bad = mirror / MNIST_KEYS[0]
+    bad.write_bytes(bad.read_bytes()[:-4] + b"oops")
+    monkeypatch.setenv("LATENTCAST_ASSET_MIRROR", str(mirror))
+    monkeypatch.setenv("LATENTCAST_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setenv("LATENTCAST_OFFLINE", "1")
+    with pytest.raises(AssetError, match="not a good copy"):
+        resolve_or_skip(MNIST_KEYS)
+    bad.unlink()
+    with pytest.raises(pytest.skip.Exception, match="absent"):
+        resolve_or_skip(MNIST_KEYS)
+    monkeypatch.setenv("LATENTCAST_ASSET_MIRROR", str(tmp_path / "no-such-dir"))
+    with pytest.raises(AssetError, match="is not a directory"):
+        resolve_or_skip(MNIST_KEYS)
