@@ -1,0 +1,156 @@
+"""Face detection, the 478-point face landmark model, blendshapes and MediaPipe's landmark smoothing.
+
+Constants from google-ai-edge/mediapipe: `face_detector_graph.cc` (short-range model, letterboxed
+128x128 input in [-1, 1], eye keypoints 0 -> 1 at 0 degrees, rect scale 1.5, NMS IoU 0.5),
+`face_landmarks_detector_graph.cc` (256x256 crop in [0, 1], sigmoid presence, next-frame rect
+from landmarks 33 -> 263, scale 1.5, square; in VIDEO mode with one face a One Euro filter with
+min_cutoff 0.05, beta 80, derivate_cutoff 1 on pixel coordinates) and `face_blendshapes_graph.cc`
+(the 146-landmark subset, x and y in pixels).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge.onnx_landmarks.anchors import FACE_ANCHORS, FACE_DECODE, decode, generate_anchors, weighted_nms
+from edge.onnx_landmarks.models import ModelSession
+from edge.onnx_landmarks.roi import (
+    FACE_DETECTION_TO_ROI,
+    FACE_NEXT_FRAME,
+    Roi,
+    crop,
+    face_rect_from_landmarks,
+    letterbox_roi,
+    project_landmarks,
+    project_points,
+    rect_from_detection,
+    transform_rect,
+)
+
+FACE_LANDMARKS = 478
+
+# kLandmarksSubsetIdxs, face_blendshapes_graph.cc: the landmarks the blendshape model reads.
+BLENDSHAPE_SUBSET = np.array(
+    [0, 1, 4, 5, 6, 7, 8, 10, 13, 14, 17, 21, 33, 37, 39, 40, 46, 52, 53, 54, 55, 58, 61, 63, 65, 66, 67, 70, 78,
+     80, 81, 82, 84, 87, 88, 91, 93, 95, 103, 105, 107, 109, 127, 132, 133, 136, 144, 145, 146, 148, 149, 150, 152,
+     153, 154, 155, 157, 158, 159, 160, 161, 162, 163, 168, 172, 173, 176, 178, 181, 185, 191, 195, 197, 234, 246,
+     249, 251, 263, 267, 269, 270, 276, 282, 283, 284, 285, 288, 291, 293, 295, 296, 297, 300, 308, 310, 311, 312,
+     314, 317, 318, 321, 323, 324, 332, 334, 336, 338, 356, 361, 362, 365, 373, 374, 375, 377, 378, 379, 380, 381,
+     382, 384, 385, 386, 387, 388, 389, 390, 397, 398, 400, 402, 405, 409, 415, 454, 466, 468, 469, 470, 471, 472,
+     473, 474, 475, 476, 477],
+    np.int64,
+)  # fmt: skip
+
+
+class FaceDetector:
+    """Whole frame -> face ROIs for the landmark model, best first."""
+
+    def __init__(self, session: ModelSession, min_score: float = 0.5) -> None:
+        self.session, self.min_score = session, min_score
+        self.size = FACE_ANCHORS.input_size
+        self.anchors = generate_anchors(FACE_ANCHORS)
+        if self.anchors.shape[0] != FACE_DECODE.num_boxes:
+            raise AssertionError("face anchors do not match the model's box count")
+
+    def __call__(self, rgb: np.ndarray, max_faces: int) -> list[Roi]:
+        height, width = rgb.shape[:2]
+        box = letterbox_roi(width, height)
+        tensor = crop(rgb, box, self.size, self.size, border_zero=True).astype(np.float32) * (2.0 / 255.0) - 1.0
+        raw_boxes, raw_scores = _by_size(self.session.run(tensor[None]))
+        found = weighted_nms(
+            decode(raw_boxes[0], raw_scores[0], self.anchors, FACE_DECODE, self.min_score),
+            FACE_DECODE.min_suppression_threshold,
+        )
+        rois = []
+        for det in found[:max_faces]:
+            corner = project_points(det.box[None, :2], box)[0]
+            box_px = np.array([corner[0], corner[1], det.box[2] * box.width, det.box[3] * box.height])
+            face = rect_from_detection(box_px, project_points(det.keypoints, box), 0, 1, 0.0)
+            rois.append(transform_rect(face, **FACE_DETECTION_TO_ROI))
+        return rois
+
+
+def _by_size(outputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(regressors [1, N, 16], classificators [1, N, 1]) whatever order the converter wrote them in."""
+    return tuple(sorted(outputs, key=lambda o: -o.shape[-1]))  # type: ignore[return-value]
+
+
+@dataclass
+class FaceResult:
+    presence: float
+    landmarks: np.ndarray  # [478, 3] frame-normalised
+    next_roi: Roi
+
+
+class FaceLandmarkModel:
+    """Crop -> 478 landmarks and a presence score."""
+
+    def __init__(self, session: ModelSession) -> None:
+        self.session = session
+        self.size = 256
+
+    def __call__(self, rgb: np.ndarray, roi: Roi) -> FaceResult:
+        height, width = rgb.shape[:2]
+        tensor = crop(rgb, roi, self.size, self.size).astype(np.float32) * (1.0 / 255.0)
+        outputs = self.session.run(tensor[None])
+        raw = next(o for o in outputs if o.size == FACE_LANDMARKS * 3)
+        logit = float(next(o for o in outputs if o.ndim == 4 and o.size == 1).ravel()[0])
+        local = raw.reshape(FACE_LANDMARKS, 3) / np.float32(self.size)
+        landmarks = project_landmarks(local, roi, width, height, z_by_width=False)
+        next_roi = transform_rect(face_rect_from_landmarks(landmarks[:, :2] * (width, height)), **FACE_NEXT_FRAME)
+        return FaceResult(1.0 / (1.0 + math.exp(-logit)), landmarks, next_roi)
+
+
+class Blendshapes:
+    """The 146-landmark subset (x, y in pixels) -> 52 blendshape scores."""
+
+    def __init__(self, session: ModelSession) -> None:
+        self.session = session
+
+    def __call__(self, landmarks: np.ndarray, width: int, height: int) -> np.ndarray:
+        points = landmarks[BLENDSHAPE_SUBSET, :2] * np.array([width, height], np.float32)
+        return np.asarray(self.session.run(points[None].astype(np.float32))[0], np.float32).reshape(-1)
+
+
+class LandmarkSmoother:
+    """MediaPipe's LandmarksSmoothingCalculator (One Euro, value scale 1 / object size) on pixel coordinates."""
+
+    def __init__(self, min_cutoff: float = 0.05, beta: float = 80.0, derivate_cutoff: float = 1.0) -> None:
+        self.min_cutoff, self.beta, self.derivate_cutoff = min_cutoff, beta, derivate_cutoff
+        self.reset()
+
+    def reset(self) -> None:
+        self._last_ns: int | None = None
+        self._x: np.ndarray | None = None  # filtered values
+        self._raw: np.ndarray | None = None
+        self._dx: np.ndarray | None = None
+
+    @staticmethod
+    def _alpha(cutoff: np.ndarray | float, frequency: float) -> np.ndarray | float:
+        tau = 1.0 / (2 * math.pi * cutoff)
+        return 1.0 / (1.0 + tau * frequency)
+
+    def __call__(self, landmarks: np.ndarray, width: int, height: int, timestamp_ns: int) -> np.ndarray:
+        scale = np.array([width, height, width], np.float64)
+        value = landmarks.astype(np.float64) * scale
+        size = ((value[:, 0].max() - value[:, 0].min()) + (value[:, 1].max() - value[:, 1].min())) / 2.0
+        if size < 1e-6:
+            return landmarks
+        if self._x is None or self._last_ns is None:
+            self._x, self._raw, self._dx, self._last_ns = value, value, np.zeros_like(value), timestamp_ns
+            return landmarks
+        if timestamp_ns <= self._last_ns:
+            return landmarks
+        frequency = 1e9 / (timestamp_ns - self._last_ns)
+        self._last_ns = timestamp_ns
+        dvalue = (value - self._raw) * (1.0 / size) * frequency
+        a_d = self._alpha(self.derivate_cutoff, frequency)
+        self._dx = a_d * dvalue + (1 - a_d) * self._dx
+        cutoff = self.min_cutoff + self.beta * np.abs(self._dx)
+        a = self._alpha(cutoff, frequency)
+        self._x = a * value + (1 - a) * self._x
+        self._raw = value
+        return (self._x / scale).astype(np.float32)
