@@ -7,7 +7,7 @@ cross-person check, its labels mapped onto baron105's names.
 
 Face data: the real photos (MediaPipe run once, cached by sha256), the synthesis recipe that puts
 expressions on real neutral faces (docs/DATA.md says what and why), and sessions recorded with
-`edge/record.py`. MediaPipe and edge/ are imported lazily, only where a photo or clip is read.
+`edge/record.py` (`latentcast.session`). MediaPipe and edge/ are imported lazily, only where a photo or clip is read.
 """
 
 from __future__ import annotations
@@ -549,19 +549,12 @@ def expression_dataset(
 def load_session(path: str | Path, classes: list[str] = EXPRESSION_CLASSES, part: str = "face") -> LabelledSet:
     """A session recorded with `edge/record.py` as rows labelled into `classes` (-1 = unlabelled frame).
 
-    Frames where the part was not seen are dropped (edge.record re-featurises old feature specs);
-    a label name outside `classes` or features of the wrong size are errors that say what to do.
+    Frames where the part was not seen are dropped; the feature-spec policy (re-featurise an older
+    spec, refuse damaged features) is the file format's own, `latentcast.session`.
     """
-    from edge.record import load_session as read_session
+    from latentcast.session import load_session as read_session
 
     session = read_session(path)
-    expected = FACE_FEATURE_DIM if part == "face" else HAND_FEATURE_DIM
-    stored = session.arrays.get(f"{part}_features")
-    if stored is not None and stored.shape[-1] != expected:
-        raise UserError(
-            f"{path} holds {part} features of size {stored.shape[-1]}, expected {expected} "
-            f"(feature spec {features.FEATURE_SPEC_VERSION}): record the session again with this version"
-        )
     try:
         x, labels, names = session.training_arrays(part)
     except (KeyError, ValueError) as exc:

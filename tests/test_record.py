@@ -16,10 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.record import label, load_session, parse_frames, record, save_session
+from edge.record import record
+from edge.session_tools import label, parse_frames
 from latentcast import features as F
 from latentcast.assets import resolve
 from latentcast.errors import UserError
+from latentcast.session import load_session, save_session
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIP_FRAMES = 202
