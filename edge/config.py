@@ -158,6 +158,8 @@ _RULES = [  # (key, test on the type-checked value, what it must be)
     ("landmarks.max_input_side", lambda v: v >= 64, "an integer >= 64"),
     ("landmarks.mode", lambda v: v in ("video", "image"), '"video" or "image"'),
     ("landmarks.color_order", lambda v: v in ("bgr", "rgb"), '"bgr" or "rgb"'),
+    ("landmarks.backend", lambda v: v in ("mediapipe", "onnx"), '"mediapipe" or "onnx"'),
+    ("landmarks.detect_interval_s", lambda v: v > 0, "a number > 0"),
     ("stream.endpoint", lambda v: "://" in v, "a ZeroMQ endpoint like tcp://*:5555"),
     ("stream.preview_endpoint", lambda v: "://" in v, "a ZeroMQ endpoint like tcp://*:5556"),
     ("stream.source_id", lambda v: 0 < len(v.encode()) <= 255, "1 to 255 bytes of text"),

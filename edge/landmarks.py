@@ -116,6 +116,10 @@ class LandmarkerConfig:
     min_detection_confidence: float = 0.5
     min_presence_confidence: float = 0.5
     min_tracking_confidence: float = 0.5
+    backend: str = "mediapipe"  # "mediapipe" (MediaPipe Tasks) or "onnx" (edge/onnx_landmarks, docs/LANDMARKS.md)
+    onnx_dir: str = ""  # onnx backend: folder of converted models; "" = the bundle's landmark models
+    onnx_int8: bool = False  # onnx backend: the INT8 QDQ models where the folder has them
+    detect_interval_s: float = 0.1  # onnx backend: background detection at most this often while tracking
 
     def __post_init__(self) -> None:
         if self.mode not in ("video", "image"):
@@ -126,6 +130,8 @@ class LandmarkerConfig:
             raise UserError(f"max_input_side={self.max_input_side} is too small: use at least 64 (default 1280)")
         if not 1 <= self.max_hands <= 4:
             raise UserError(f"max_hands={self.max_hands} is out of range: use 1 to 4")
+        if self.backend not in ("mediapipe", "onnx"):
+            raise UserError(f"landmark backend {self.backend!r} is unknown: use 'mediapipe' or 'onnx'")
 
 
 def prepare_frame(image: np.ndarray, color_order: str = "bgr", max_input_side: int = 1280) -> np.ndarray:

@@ -71,17 +71,20 @@ class EdgeParts:
 
 def build(cfg: EdgeConfig, stack: ExitStack, keep_timings: bool = False, status: bool = True) -> EdgeParts:
     """Construct the pipeline from a config; every part is closed by `stack`."""
-    from edge.stages import BundleEncoders, MediaPipeStage
+    from edge.onnx_landmarks.stage import build_landmark_stage
+    from edge.stages import BundleEncoders
 
     parts = [p for p, on in (("face", cfg.parts.face), ("hands", cfg.parts.hands)) if on]
     encoders = None
     if cfg.bundle.path:
         encoders = BundleEncoders(cfg.bundle.path, cfg.bundle.precision, cfg.bundle.providers or None, parts)
-    landmarks = MediaPipeStage(
+    landmarks = build_landmark_stage(  # landmarks.backend: mediapipe, or onnx (falls back without models)
         face=cfg.parts.face,
         hands=cfg.parts.hands,
         landmarks=cfg.landmarks,
         face_neutral=cfg.parts.face_neutral or None,
+        bundle_root=encoders.bundle.root if encoders else None,
+        providers=cfg.bundle.providers or None,
         face_model=encoders.landmark_model("face") if encoders else None,
         hand_model=encoders.landmark_model("hand") if encoders else None,
     )
