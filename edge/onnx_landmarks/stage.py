@@ -76,28 +76,42 @@ class OnnxLandmarkStage(MediaPipeStage):
             log.info("landmarks: onnx backend on %s (%s)", session.provider, Path(session.path).parent)
 
 
+def landmark_onnx_for(landmarks: LandmarkerConfig, bundle_root: str | Path | None) -> dict[str, Path] | None:
+    """The converted models the onnx backend should use: `onnx_dir` if set (must be complete), else the bundle's."""
+    if landmarks.onnx_dir:
+        found = find_landmark_onnx(landmarks.onnx_dir, landmarks.onnx_int8)
+        if found is None:
+            raise UserError(
+                f"landmarks.onnx_dir {landmarks.onnx_dir} does not hold the five converted landmark models: "
+                f"convert them with `python -m export.landmark_models convert --out {landmarks.onnx_dir}`"
+            )
+        return found
+    if bundle_root is not None:
+        return find_landmark_onnx(Path(bundle_root) / "landmarks", landmarks.onnx_int8)
+    return None
+
+
 def build_landmark_stage(
-    backend: str,
-    onnx_models: dict[str, Path] | None,
     face: bool = True,
     hands: bool = True,
     landmarks: LandmarkerConfig | None = None,
     face_neutral: str | None = None,
+    bundle_root: str | Path | None = None,
     providers: list[str] | None = None,
     threads: int = 1,
-    detect_interval_s: float = 0.1,
     **landmark_overrides,
 ) -> MediaPipeStage:
-    """The landmark stage for `backend`; `onnx` without models falls back to MediaPipe (one logged line)."""
-    if backend not in BACKENDS:
-        raise UserError(f'config: landmarks.backend must be "mediapipe" or "onnx", got "{backend}"')
-    if backend == "onnx" and onnx_models is None:
+    """The stage `landmarks.backend` names; `onnx` without converted models falls back to MediaPipe (one log line)."""
+    cfg = dataclasses.replace(landmarks or LandmarkerConfig(), **landmark_overrides)
+    if cfg.backend not in BACKENDS:
+        raise UserError(f'config: landmarks.backend must be "mediapipe" or "onnx", got "{cfg.backend}"')
+    models = landmark_onnx_for(cfg, bundle_root) if cfg.backend == "onnx" else None
+    if cfg.backend == "onnx" and models is None:
         log.warning(
             "landmarks.backend is onnx but no converted landmark models were found (bundle without them, no "
-            "landmarks.onnx_dir): using mediapipe; rebuild the bundle to get them"
+            "landmarks.onnx_dir): using mediapipe; rebuild the bundle with them or set landmarks.onnx_dir"
         )
-        backend = "mediapipe"
-    if backend == "mediapipe":
-        return MediaPipeStage(face, hands, landmarks, face_neutral, **landmark_overrides)
-    options = OnnxOptions(onnx_models, providers or None, threads, detect_interval_s)
-    return OnnxLandmarkStage(options, face, hands, landmarks, face_neutral, **landmark_overrides)
+    if models is None:
+        return MediaPipeStage(face, hands, cfg, face_neutral)
+    options = OnnxOptions(models, providers or None, threads, cfg.detect_interval_s)
+    return OnnxLandmarkStage(options, face, hands, cfg, face_neutral)
