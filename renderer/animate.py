@@ -101,6 +101,9 @@ class Animator:
             _set_face(face, features)
             face.expression, face.expression_confidence = _label(part, block.y)
             self.stats.decoded_face += 1
+        gaze = block.gaze  # measured from the irises (protocol v2): wins over the eyeLook* scores
+        if gaze is not None and np.isfinite(gaze).all():
+            face.gaze_yaw, face.gaze_pitch = float(gaze[0] + gaze[2]) / 2.0, float(gaze[1] + gaze[3]) / 2.0
         return face
 
     def _hand(self, msg: LatentMessage, side: Handedness) -> HandParams | None:

@@ -11,7 +11,7 @@ The drawing decides whether to show a mirror image (the default, what users expe
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
@@ -59,6 +59,10 @@ class HandParams:
         """A copy with the numeric part replaced by `v`, keeping the gesture label."""
         return HandParams.from_vector(v, self.gesture, self.gesture_confidence, self.gesture_open_set)
 
+    def mirrored(self) -> HandParams:
+        """This hand as a mirror shows it (x flipped), to be used as the other side's hand."""
+        return replace(self, wrist_x=1.0 - self.wrist_x, dir_x=-self.dir_x)
+
 
 HAND_SIZE = 10
 
@@ -77,6 +81,8 @@ class FaceParams:
     smile: float = 0.0
     brow_left: float = 0.0
     brow_right: float = 0.0
+    gaze_yaw: float = 0.0  # both eyes, relative to the head: + looks to the user's left (radians)
+    gaze_pitch: float = 0.0  # + looks up
     expression: str = ""
     expression_confidence: float = 0.0
     # Every decoded ARKit-style blendshape (MediaPipe names) when an expression decoder ran, for
@@ -85,6 +91,20 @@ class FaceParams:
 
     def to_vector(self) -> np.ndarray:
         return np.array([getattr(self, f.name) for f in fields(self)[:FACE_SIZE]], dtype=np.float64)
+
+    def mirrored(self) -> FaceParams:
+        """The face a mirror shows: turns and tilts reversed, left and right controls swapped."""
+        return replace(
+            self,
+            yaw=-self.yaw,
+            roll=-self.roll,
+            blink_left=self.blink_right,
+            blink_right=self.blink_left,
+            brow_left=self.brow_right,
+            brow_right=self.brow_left,
+            gaze_yaw=-self.gaze_yaw,
+            blendshapes={swap_sides(name): v for name, v in self.blendshapes.items()},
+        )
 
     @classmethod
     def from_vector(
@@ -99,7 +119,7 @@ class FaceParams:
         )
 
 
-FACE_SIZE = 10
+FACE_SIZE = 12
 
 
 @dataclass
@@ -125,6 +145,20 @@ class CharacterParams:
         lo += HAND_SIZE
         right = self.right_hand.with_vector(v[lo : lo + HAND_SIZE])
         return CharacterParams(face=face, left_hand=left, right_hand=right, idle=self.idle)
+
+    def mirrored(self) -> CharacterParams:
+        """The mirror image: the user's left hand drives the character's right, turns are reversed."""
+        return CharacterParams(
+            face=self.face.mirrored(),
+            left_hand=self.right_hand.mirrored(),
+            right_hand=self.left_hand.mirrored(),
+            idle=self.idle,
+        )
+
+
+def swap_sides(name: str) -> str:
+    """A blendshape name with Left and Right exchanged (eyeBlinkLeft <-> eyeBlinkRight)."""
+    return name.replace("Left", "\0").replace("Right", "Left").replace("\0", "Right")
 
 
 VECTOR_SIZE = FACE_SIZE + 2 * HAND_SIZE

@@ -71,6 +71,9 @@ BLINK_RANGE = (0.15, 0.6)
 JAW_GAIN = 1.7
 SMILE_GAIN = 1.4
 BROW_GAIN = 1.5
+# Eye rotation (radians) at a full eyeLook* score: about what MediaPipe's 1.0 means on a real face.
+GAZE_YAW_MAX = math.radians(25.0)
+GAZE_PITCH_MAX = math.radians(20.0)
 
 
 def blendshapes_from_features(features: np.ndarray) -> dict[str, float]:
@@ -101,6 +104,14 @@ def face_controls(blendshapes: dict[str, float]) -> dict[str, float]:
         "smile": float(np.clip(SMILE_GAIN * 0.5 * (b("mouthSmileLeft", 0.0) + b("mouthSmileRight", 0.0)), 0.0, 1.0)),
         "brow_left": brow("Left"),
         "brow_right": brow("Right"),
+        # Gaze from the eyeLook* scores (both eyes averaged): the left eye looking out and the right
+        # eye looking in both look to the user's left (yaw +).
+        "gaze_yaw": GAZE_YAW_MAX
+        * 0.5
+        * (b("eyeLookOutLeft", 0.0) - b("eyeLookInLeft", 0.0) + b("eyeLookInRight", 0.0) - b("eyeLookOutRight", 0.0)),
+        "gaze_pitch": GAZE_PITCH_MAX
+        * 0.5
+        * (b("eyeLookUpLeft", 0.0) + b("eyeLookUpRight", 0.0) - b("eyeLookDownLeft", 0.0) - b("eyeLookDownRight", 0.0)),
     }
 
 

@@ -33,7 +33,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--endpoint", default="tcp://127.0.0.1:5555", help="the edge's latent socket (tcp://HOST:PORT)")
     p.add_argument("--bundle", type=Path, help="bundle directory or .tar.gz (its decoders); without: pose + idle only")
     p.add_argument("--vmc", metavar="HOST:PORT", help="also send VMC over OSC/UDP (VSeeFace, Warudo, ...; port 39539)")
-    p.add_argument("--no-perfect-sync", action="store_true", help="VMC: send only VRM preset blendshapes")
+    p.add_argument("--vmc-avatar", type=Path, help="VMC: the receiver's .vrm (rest pose, expressions; 0.x or 1.0)")
+    p.add_argument("--vmc-mirror", action="store_true", help="VMC: the avatar moves as the user's mirror image")
+    p.add_argument("--vmc-root", action="store_true", help="VMC: also send /VMC/Ext/Root/Pos (identity)")
+    p.add_argument(
+        "--vmc-blendshapes", default="auto", choices=("auto", "presets", "perfect-sync", "both"),
+        help="VMC blendshape names: VRM presets, PerfectSync (ARKit), both, or auto (by the avatar's own)",
+    )  # fmt: skip
+    p.add_argument("--no-perfect-sync", action="store_true", help="VMC: same as --vmc-blendshapes presets")
     p.add_argument("--out", help="display://0, a .mp4/.avi file or a folder of PNGs (default: a window if any)")
     p.add_argument("--side-by-side", action="store_true", help="input frame with landmarks | character")
     p.add_argument("--preview-endpoint", help="the edge's preview socket (default: endpoint port + 1)")
@@ -66,7 +73,8 @@ def config_from_args(args: argparse.Namespace) -> RendererConfig:
     vmc = None
     if args.vmc:
         vmc = VMCConfig.parse(args.vmc)
-        vmc.perfect_sync = not args.no_perfect_sync
+        vmc.avatar, vmc.mirror, vmc.root = args.vmc_avatar, args.vmc_mirror, args.vmc_root
+        vmc.blendshapes = "presets" if args.no_perfect_sync else args.vmc_blendshapes
     preview = args.preview_endpoint or (preview_endpoint_for(args.endpoint) if args.side_by_side else None)
     return RendererConfig(
         endpoint=args.endpoint,

@@ -48,7 +48,7 @@ def approach(current: np.ndarray, target: np.ndarray, dt: float, tau: np.ndarray
 
 def default_time_constants() -> np.ndarray:
     """Per-parameter time constants: blinks must stay crisp, the head and wrists may glide."""
-    face = np.array([0.08, 0.08, 0.08, 0.08, 0.03, 0.03, 0.05, 0.08, 0.08, 0.08])  # present, yaw.., blinks, ...
+    face = np.array([0.08, 0.08, 0.08, 0.08, 0.03, 0.03, 0.05, 0.08, 0.08, 0.08, 0.05, 0.05])  # .., blinks, .., gaze
     hand = np.array([0.08, 0.06, 0.06, 0.05, 0.05, 0.05, 0.05, 0.05, 0.06, 0.06])  # present, wrist, curls, direction
     tau = np.concatenate([face, hand, hand])
     assert tau.shape == (VECTOR_SIZE,)

@@ -1,54 +1,65 @@
-"""VMC protocol output (OSC over UDP) so VSeeFace, Warudo, VNyan, Unity (EVMC4U) or Blender can be driven.
+"""VMC output (OSC over UDP) that VSeeFace, Warudo, VNyan, VMagicMirror, EVMC4U or Blender accept as they are.
 
 VMC (https://protocol.vmc.info) is OSC with a fixed vocabulary. This renderer acts as a
-*Performer*-like sender to a *Marionette* (default UDP port 39539) and sends one OSC bundle per
-rendered frame, so the receiver applies a whole frame atomically:
+*Performer* sending to a *Marionette* (default UDP port 39539). One frame is:
 
 - ``/VMC/Ext/OK (int loaded, int calibration state, int calibration mode, int tracking status)``
 - ``/VMC/Ext/T (float seconds)``
-- ``/VMC/Ext/Root/Pos (string "root", px, py, pz, qx, qy, qz, qw)``
-- ``/VMC/Ext/Bone/Pos (string bone, px, py, pz, qx, qy, qz, qw)`` for Neck, Head and the 30 finger
-  bones (Unity HumanBodyBones names), local rotations for a VRM-normalised rig (rest pose = identity)
-- ``/VMC/Ext/Blend/Val (string name, float value)`` for every blendshape, then ``/VMC/Ext/Blend/Apply``.
-  Names are case sensitive: VRM 0.x presets (Blink_L, Blink_R, A, Joy, ...) and the PerfectSync
-  names (Unity's ARKit BlendShapeLocation spelling: EyeBlinkLeft, JawOpen, MouthSmileLeft, ...;
-  all 51 when an expression decoder ran).
+- ``/VMC/Ext/Root/Pos (string "root", p.xyz, q.xyzw)`` only when asked (`root=True`)
+- ``/VMC/Ext/Bone/Pos (string bone, p.xyz, q.xyzw)`` for every humanoid bone the avatar has (all 55
+  of the default skeleton): Unity HumanBodyBones names, the bone's own local rest position (receivers
+  with bone-position sync write it as is) and its local rotation, measured from the avatar's rest
+  rotation (`renderer.avatar`, `renderer.pose`): head and neck, eye gaze, arms by two-bone IK from the
+  wrists, fingers
+- ``/VMC/Ext/Blend/Val (string name, float value)`` for the chosen blendshape set, then one
+  ``/VMC/Ext/Blend/Apply``.
 
-Coordinates are Unity's: left-handed, +Y up, the avatar faces +Z. See docs/RENDERER.md for the
-full mapping table and per-application setup.
+A frame is split into several OSC bundles of at most 1472 bytes each (one Ethernet frame of UDP
+payload: a lost IP fragment would drop a whole larger datagram), in the order above, Apply last.
+Every float is finite: parameters pass `renderer.finite` and the encoder replaces anything else.
+Coordinates are Unity's: left-handed, +Y up, the avatar facing +Z (see docs/RENDERER.md).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+import socket
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from latentcast.errors import UserError
+from renderer import quat
+from renderer.avatar import Skeleton, default_skeleton, load_avatar
 from renderer.finite import finite, finite_params
-from renderer.params import FINGERS, CharacterParams, HandParams
+from renderer.params import CharacterParams
+from renderer.pose import PoseConfig, local_rotations, normalized_pose
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 39539
+MAX_PACKET = 1472  # 1500-byte Ethernet MTU - 20 (IPv4) - 8 (UDP)
 CALIBRATED = 3  # VMC calibration state: 0 uncalibrated, 1 waiting, 2 calibrating, 3 calibrated
 NORMAL_MODE = 0  # VMC calibration mode: 0 normal, 1 MR hand, 2 MR floor
+BLENDSHAPE_SETS = ("auto", "presets", "perfect-sync", "both")
 
-UNITY_FINGERS = {"thumb": "Thumb", "index": "Index", "middle": "Middle", "ring": "Ring", "pinky": "Little"}
-SEGMENTS = ("Proximal", "Intermediate", "Distal")
-# Fully curled joint angles (degrees) per segment; the thumb folds less and across the palm.
-CURL_DEGREES = {"finger": (70.0, 100.0, 70.0), "thumb": (25.0, 40.0, 50.0)}
-NECK_SHARE = 0.3  # share of the head rotation given to the neck, so the turn looks natural
+# VRM 0.x preset names as VMC receivers expect them, with the VRM 1.0 expression that means the same.
+PRESET_VRM1 = {"Blink_L": "blinkLeft", "Blink_R": "blinkRight", "A": "aa", "I": "ih", "U": "ou", "E": "ee",
+               "O": "oh", "Joy": "happy", "Angry": "angry", "Surprised": "surprised", "Neutral": "neutral"}  # fmt: skip
 
 
 @dataclass
 class VMCConfig:
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
-    vrm_presets: bool = True  # Blink_L, Blink_R, A, Joy, ...
-    perfect_sync: bool = True  # ARKit-style names for PerfectSync avatars
+    avatar: Path | None = None  # the receiver's .vrm: its rest pose and expressions (None: default skeleton)
+    mirror: bool = False  # the avatar moves like a mirror image of the user
+    root: bool = False  # also send /VMC/Ext/Root/Pos (identity)
+    blendshapes: str = "auto"  # presets | perfect-sync | both | auto (by what the avatar has)
+    pose: PoseConfig = field(default_factory=PoseConfig)
 
     @classmethod
     def parse(cls, text: str) -> VMCConfig:
@@ -63,123 +74,160 @@ class VMCConfig:
         return cls(host=host or "127.0.0.1", port=port_number)
 
 
-def quaternion_from_euler(x_deg: float, y_deg: float, z_deg: float) -> tuple[float, float, float, float]:
-    """Unity's Quaternion.Euler(x, y, z) (rotation order Z, then X, then Y) as (qx, qy, qz, qw)."""
-    hx, hy, hz = (math.radians(a) / 2.0 for a in (x_deg, y_deg, z_deg))
-    cx, sx, cy, sy, cz, sz = math.cos(hx), math.sin(hx), math.cos(hy), math.sin(hy), math.cos(hz), math.sin(hz)
-    # q = qy * qx * qz
-    qw = cy * cx * cz + sy * sx * sz
-    qx = cy * sx * cz + sy * cx * sz
-    qy = sy * cx * cz - cy * sx * sz
-    qz = cy * cx * sz - sy * sx * cz
-    return qx, qy, qz, qw
+# ----------------------------------------------------------------------------- OSC encoding
 
 
-def head_euler_unity(yaw: float, pitch: float, roll: float, share: float = 1.0) -> tuple[float, float, float]:
-    """Character head angles (radians, the user's conventions) -> Unity Euler degrees (x, y, z).
-
-    The avatar (facing +Z, its right at +X) turns to its left for yaw + : -Y in Unity; looks up
-    for pitch + : -X; tilts towards its right shoulder for roll + : -Z.
-    """
-    return (-math.degrees(pitch) * share, -math.degrees(yaw) * share, -math.degrees(roll) * share)
+def _pad(raw: bytes) -> bytes:
+    return raw + b"\x00" * (4 - len(raw) % 4)
 
 
-def blendshapes(params: CharacterParams, config: VMCConfig) -> dict[str, float]:
-    """Blendshape name -> 0..1 value for this frame."""
+def osc_message(address: str, *args: str | int | float) -> bytes:
+    """One OSC message; str -> 's', int -> 'i', float -> 'f' (a non-finite float is sent as 0.0)."""
+    tags, payload = ",", b""
+    for arg in args:
+        if isinstance(arg, str):
+            tags, payload = tags + "s", payload + _pad(arg.encode("utf-8"))
+        elif isinstance(arg, (int, np.integer)) and not isinstance(arg, bool):
+            tags, payload = tags + "i", payload + struct.pack(">i", int(arg))
+        else:
+            value = float(arg)
+            tags, payload = tags + "f", payload + struct.pack(">f", value if math.isfinite(value) else 0.0)
+    return _pad(address.encode("ascii")) + _pad(tags.encode("ascii")) + payload
+
+
+BUNDLE_HEADER = b"#bundle\x00" + struct.pack(">Q", 1)  # time tag 1 = immediately
+
+
+def pack_bundles(messages: list[bytes], limit: int = MAX_PACKET) -> list[bytes]:
+    """Messages, in order, packed greedily into OSC bundles of at most `limit` bytes."""
+    bundles, current = [], BUNDLE_HEADER
+    for m in messages:
+        element = struct.pack(">i", len(m)) + m
+        if len(BUNDLE_HEADER) + len(element) > limit:
+            raise ValueError(f"one OSC message of {len(m)} bytes cannot fit a {limit}-byte packet")
+        if len(current) + len(element) > limit:
+            bundles.append(current)
+            current = BUNDLE_HEADER
+        current += element
+    if len(current) > len(BUNDLE_HEADER):
+        bundles.append(current)
+    return bundles
+
+
+# ----------------------------------------------------------------------------- blendshapes
+
+
+def choose_blendshape_set(requested: str, skeleton: Skeleton | None) -> str:
+    """presets / perfect-sync / both; `auto` follows the avatar (PerfectSync when it has the ARKit names)."""
+    if requested not in BLENDSHAPE_SETS:
+        raise UserError(f"--vmc-blendshapes {requested!r}: use one of {', '.join(BLENDSHAPE_SETS)}")
+    if requested != "auto":
+        return requested
+    return "perfect-sync" if skeleton is not None and skeleton.has_perfect_sync() else "presets"
+
+
+def _score(shapes: dict[str, float], *names: str) -> float:
+    return sum(shapes.get(n, 0.0) for n in names) / len(names)
+
+
+def preset_values(params: CharacterParams) -> dict[str, float]:
+    """VRM preset name -> value; visemes and Surprised only when decoded blendshapes exist."""
+    f, s = params.face, params.face.blendshapes
+    brow_down = 0.5 * (max(-f.brow_left, 0.0) + max(-f.brow_right, 0.0))
+    values = {"Blink_L": f.blink_left, "Blink_R": f.blink_right, "A": f.mouth_open, "Joy": f.smile,
+              "Angry": brow_down * (1.0 - f.smile), "Neutral": 0.0}  # fmt: skip
+    if s:
+        rounded = 1.6 * _score(s, "mouthFunnel")
+        values |= {
+            "O": rounded * f.mouth_open * 2.0,
+            "U": 1.6 * _score(s, "mouthPucker") * (1.0 - f.mouth_open),
+            "E": 1.5 * _score(s, "mouthStretchLeft", "mouthStretchRight"),
+            "I": 1.2 * _score(s, "mouthRollLower", "mouthShrugUpper"),
+            "Surprised": 1.4 * _score(s, "eyeWideLeft", "eyeWideRight", "browInnerUp") * (1.0 - f.smile),
+        }
+    return values
+
+
+def perfect_sync_values(params: CharacterParams) -> dict[str, float]:
+    """Unity ARKit names: every decoded score, with the smoothed, idle-blended controls on top."""
     f = params.face
-    brow_up_l, brow_up_r = max(f.brow_left, 0.0), max(f.brow_right, 0.0)
-    brow_down_l, brow_down_r = max(-f.brow_left, 0.0), max(-f.brow_right, 0.0)
+    up_l, up_r = max(f.brow_left, 0.0), max(f.brow_right, 0.0)
+    values = {name[0].upper() + name[1:]: score for name, score in f.blendshapes.items()}
+    values |= {
+        "EyeBlinkLeft": f.blink_left, "EyeBlinkRight": f.blink_right, "JawOpen": f.mouth_open,
+        "MouthSmileLeft": f.smile, "MouthSmileRight": f.smile, "BrowInnerUp": 0.5 * (up_l + up_r),
+        "BrowOuterUpLeft": up_l, "BrowOuterUpRight": up_r, "BrowDownLeft": max(-f.brow_left, 0.0),
+        "BrowDownRight": max(-f.brow_right, 0.0),
+    }  # fmt: skip
+    return values
+
+
+def blendshapes(params: CharacterParams, chosen: str, skeleton: Skeleton | None = None) -> dict[str, float]:
+    """Blendshape name -> 0..1 for this frame; with an avatar, only names it has."""
     values: dict[str, float] = {}
-    if config.vrm_presets:
-        values |= {
-            "Blink_L": f.blink_left,
-            "Blink_R": f.blink_right,
-            "A": f.mouth_open,
-            "Joy": f.smile,
-            "Angry": 0.5 * (brow_down_l + brow_down_r) * (1.0 - f.smile),
-            "Neutral": 0.0,
-        }
-    if config.perfect_sync:
-        # Every decoded ARKit-style score first (MediaPipe's camelCase -> Unity's PascalCase), then the
-        # smoothed, idle-blended controls on top for the shapes the character also uses.
-        values |= {name[0].upper() + name[1:]: score for name, score in f.blendshapes.items()}
-        values |= {
-            "EyeBlinkLeft": f.blink_left,
-            "EyeBlinkRight": f.blink_right,
-            "JawOpen": f.mouth_open,
-            "MouthSmileLeft": f.smile,
-            "MouthSmileRight": f.smile,
-            "BrowInnerUp": 0.5 * (brow_up_l + brow_up_r),
-            "BrowOuterUpLeft": brow_up_l,
-            "BrowOuterUpRight": brow_up_r,
-            "BrowDownLeft": brow_down_l,
-            "BrowDownRight": brow_down_r,
-        }
-    return {name: float(np.clip(value, 0.0, 1.0)) for name, value in values.items()}
+    if chosen in ("presets", "both"):
+        presets = preset_values(params)
+        if skeleton is not None:
+            have = {e.lower() for e in skeleton.expressions}
+            presets = {k: v for k, v in presets.items() if k.lower() in have or PRESET_VRM1[k].lower() in have}
+        values |= presets
+    if chosen in ("perfect-sync", "both"):
+        values |= perfect_sync_values(params)
+    return {name: float(np.clip(finite(v), 0.0, 1.0)) for name, v in values.items()}
 
 
-def finger_bones(side: str, hand: HandParams) -> list[tuple[str, tuple[float, float, float, float]]]:
-    """(bone name, local rotation) for the 15 finger bones of one hand ('Left' or 'Right').
-
-    In the VRM-normalised T-pose the right hand points +X and the left -X, palms down; curling
-    bends a finger towards -Y: a rotation about Z, negative on the right hand, positive on the left.
-    The thumb curls about Y (across the palm).
-    """
-    sign = 1.0 if side == "Left" else -1.0
-    bones = []
-    for name, curl in zip(FINGERS, hand.curls, strict=True):
-        degrees = CURL_DEGREES["thumb" if name == "thumb" else "finger"]
-        for segment, full in zip(SEGMENTS, degrees, strict=True):
-            angle = sign * full * float(np.clip(curl, 0.0, 1.0))
-            euler = (0.0, -angle, 0.0) if name == "thumb" else (0.0, 0.0, angle)
-            bones.append((f"{side}{UNITY_FINGERS[name]}{segment}", quaternion_from_euler(*euler)))
-    return bones
+# ----------------------------------------------------------------------------- the sender
 
 
 class VMCSender:
-    """Builds and sends one VMC OSC bundle per frame over UDP."""
+    """Builds and sends one VMC frame (several <= 1472-byte bundles) per rendered frame over UDP."""
 
     def __init__(self, config: VMCConfig | None = None) -> None:
-        from pythonosc.udp_client import SimpleUDPClient
-
         self.config = config or VMCConfig()
-        self.client = SimpleUDPClient(self.config.host, self.config.port)
+        self.avatar = load_avatar(self.config.avatar) if self.config.avatar else None
+        self.skeleton = self.avatar or default_skeleton()
+        self.blendshape_set = choose_blendshape_set(self.config.blendshapes, self.avatar)
+        self.socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.socket.setblocking(False)
         self.sent = 0
         self.errors = 0
+        self.packets = 0
 
-    def build(self, params: CharacterParams, t: float):
-        """The OSC bundle for one frame (python-osc OscBundle)."""
-        from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
-        from pythonosc.osc_message_builder import OscMessageBuilder
+    def bones(self, params: CharacterParams) -> list[tuple[str, np.ndarray, np.ndarray]]:
+        """(Unity bone name, local position, local rotation) in Unity coordinates, parents first."""
+        pose = normalized_pose(params, self.skeleton, self.config.pose)
+        rotations = local_rotations(self.skeleton, pose)
+        return [
+            (name, quat.to_unity_position(rest.local_position), quat.to_unity_rotation(rotations[name]))
+            for name, rest in self.skeleton.bones.items()
+        ]
 
-        def message(address: str, *args) -> object:
-            builder = OscMessageBuilder(address)
-            for arg in args:
-                builder.add_arg(arg, "s" if isinstance(arg, str) else "i" if isinstance(arg, int) else "f")
-            return builder.build()
-
+    def messages(self, params: CharacterParams, t: float) -> list[bytes]:
+        """The frame's OSC messages in order."""
         params, t = finite_params(params), finite(t)  # never send NaN/Inf: receivers keep it for good
-        f = params.face
+        if self.config.mirror:
+            params = params.mirrored()
         tracking = int(params.idle < 0.5)
-        bundle = OscBundleBuilder(IMMEDIATELY)
-        bundle.add_content(message("/VMC/Ext/OK", 1, CALIBRATED, NORMAL_MODE, tracking))
-        bundle.add_content(message("/VMC/Ext/T", float(t)))
-        bundle.add_content(message("/VMC/Ext/Root/Pos", "root", 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0))
-        neck = quaternion_from_euler(*head_euler_unity(f.yaw, f.pitch, f.roll, NECK_SHARE))
-        head = quaternion_from_euler(*head_euler_unity(f.yaw, f.pitch, f.roll, 1.0 - NECK_SHARE))
-        rotations = [("Neck", neck), ("Head", head)]
-        rotations += finger_bones("Left", params.left_hand) + finger_bones("Right", params.right_hand)
-        for bone, q in rotations:
-            bundle.add_content(message("/VMC/Ext/Bone/Pos", bone, 0.0, 0.0, 0.0, *(float(v) for v in q)))
-        for name, value in blendshapes(params, self.config).items():
-            bundle.add_content(message("/VMC/Ext/Blend/Val", name, value))
-        bundle.add_content(message("/VMC/Ext/Blend/Apply"))
-        return bundle.build()
+        out = [osc_message("/VMC/Ext/OK", 1, CALIBRATED, NORMAL_MODE, tracking), osc_message("/VMC/Ext/T", float(t))]
+        if self.config.root:
+            out.append(osc_message("/VMC/Ext/Root/Pos", "root", 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0))
+        for name, p, q in self.bones(params):
+            out.append(osc_message("/VMC/Ext/Bone/Pos", name, *(float(v) for v in p), *(float(v) for v in q)))
+        for name, value in blendshapes(params, self.blendshape_set, self.avatar).items():
+            out.append(osc_message("/VMC/Ext/Blend/Val", name, value))
+        out.append(osc_message("/VMC/Ext/Blend/Apply"))
+        return out
+
+    def build(self, params: CharacterParams, t: float) -> list[bytes]:
+        """The frame as UDP payloads, each an OSC bundle of at most 1472 bytes."""
+        return pack_bundles(self.messages(params, t))
 
     def send(self, params: CharacterParams, t: float) -> bool:
         """Send one frame; a full socket buffer or an unreachable host is counted, never raised."""
         try:
-            self.client.send(self.build(params, t))
+            for packet in self.build(params, t):
+                self.socket.sendto(packet, (self.config.host, self.config.port))
+                self.packets += 1
         except OSError as exc:
             self.errors += 1
             if self.errors % 1000 == 1:
@@ -191,4 +239,4 @@ class VMCSender:
         return True
 
     def close(self) -> None:
-        self.client.close()
+        self.socket.close()
