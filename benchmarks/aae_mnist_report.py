@@ -132,6 +132,7 @@ def write_table(runs: list[dict], doc: Path = TABLE_DOC) -> None:
 def plot_curves(runs: list[dict], path: Path = CURVES) -> Path:
     """Validation and test error per epoch for every recorded run (validation dashed)."""
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -149,8 +150,11 @@ def plot_curves(runs: list[dict], path: Path = CURVES) -> Path:
     for goal in (1.6, 1.9, 2.9):
         ax.axhline(goal, color="grey", linestyle=":", linewidth=0.8)
     ax.set_yscale("log")
+    ax.set_yticks([1, 1.6, 1.9, 2.9, 5, 10, 20, 50])
+    ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("epoch (vertical lines: lr / 10; dots: validation-selected epoch)")
-    ax.set_ylabel("error % (log); dotted: 1.6 / 1.9 / 2.9 %")
+    ax.set_ylabel("error % (log scale); dotted: goals 1.6 / 1.9 / 2.9 %")
     ax.legend(fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -94,6 +94,24 @@ def test_run_reports_final_and_validation_selected_epochs(mnist_files, tmp_path)
     kept = {p.name for p in tmp_path.glob("aae-epoch-*.pt")}
     assert kept == {f"aae-epoch-{e}.pt" for e in {2, best["epoch"]}}, "only last + selected weights stay"
 
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import aae_mnist_report as report
+
+    record = report.record_from_run(tmp_path)
+    assert (record["recipe"], record["labels"], record["seed"], record["epochs"]) == ("paper", 100, 2, 3)
+    assert record["test_error_final"] == metrics["final"]["test_error"]
+    assert record["test_error_selected"] == metrics["selected"]["test_error"]
+    assert isinstance(record["wall_s"], float) and record["machine"] and record["status"] == "complete"
+    results = tmp_path / "results.json"
+    other = {**record, "seed": 3, "test_error_final": record["test_error_final"] + 0.02}
+    runs = report.upsert([record, other], results)
+    assert len(report.upsert([record], results)) == 2 == len(runs), "same run recorded twice stays one record"
+    row = report.table(runs).splitlines()[-1]
+    mean = 100 * (2 * record["test_error_final"] + 0.02) / 2
+    assert row.startswith("| paper | 100 | 3 / 3 | 2, 3 |") and f"{mean:.2f} +- 1.41 %" in row
+
 
 class Interrupt(Exception):
     pass
