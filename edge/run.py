@@ -22,6 +22,7 @@ from edge.config import EdgeConfig, load_config
 from edge.loop import EdgeLoop, StatusLine
 from edge.publisher import CurveServerKeys, Publisher
 from latentcast.errors import UserError, run_cli
+from latentcast.signing import add_trust_arguments, set_trust_from_args
 
 log = logging.getLogger("edge.run")
 
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--preview", action="store_true", help="also publish JPEG previews (demo)")
     parser.add_argument("--preview-endpoint", help="PUB endpoint for previews, e.g. tcp://*:5556")
     parser.add_argument("--quiet", action="store_true", help="no live status line")
+    add_trust_arguments(parser)
     return parser
 
 
@@ -130,6 +132,7 @@ def install_stop_signals(stop: threading.Event) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     cfg = load_config(args.config, overrides_from(args))
+    set_trust_from_args(args)  # which bundle signatures to accept (latentcast.signing)
     stop = threading.Event()
     install_stop_signals(stop)
     with ExitStack() as stack:

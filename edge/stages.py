@@ -111,10 +111,26 @@ class TensorRTEncoder:
         return cp.asnumpy(outputs["y"]), cp.asnumpy(outputs["z"])
 
 
+def _engine_verified(engine: Path, onnx_path: Path) -> bool:
+    """Whether the engine matches the device-local manifest `export.tensorrt` wrote when it built it.
+
+    Engines are made on the device, so no bundle signature covers them; one that fails is never loaded
+    (the verified ONNX runs instead), loudly.
+    """
+    from latentcast.signing import SignatureError, verify_engine
+
+    try:
+        verify_engine(engine, onnx_path)
+    except SignatureError as exc:
+        log.warning("NOT loading TensorRT engine: %s; using the verified ONNX with onnxruntime instead", exc)
+        return False
+    return True
+
+
 def _encoder_runner(onnx_path: Path, providers: list[str] | None):
     """Native TensorRT when it imports and an engine was built beside the ONNX file, else onnxruntime."""
     engine = onnx_path.with_suffix(".engine")
-    if engine.is_file():
+    if engine.is_file() and _engine_verified(engine, onnx_path):
         try:
             runner = TensorRTEncoder(engine)
             log.info("encoder %s: native TensorRT engine %s", onnx_path.parent.name, engine.name)

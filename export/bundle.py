@@ -30,6 +30,7 @@ from edge.landmarks import FACE_MODEL_KEY, HAND_MODEL_KEY
 from export import onnx as onnx_export
 from export.quantize import METHODS, qdq_summary, quantize_encoder
 from latentcast import bundle as bundle_reader
+from latentcast import signing
 from latentcast.assets import resolve, sha256_of
 from latentcast.errors import UserError, run_cli
 from latentcast.features import FEATURE_SPEC_VERSION, check_feature_spec
@@ -148,11 +149,17 @@ def build(
     version: str | None = None,
     calib_rows: int = calib_sets.DEFAULT_ROWS,
     per_channel: bool = True,
+    sign_key: Path | None = None,
 ) -> tuple[Path, Path]:
-    """Write `<out>/latentcast-bundle-<version>/` and its `.tar.gz`; returns (directory, tarball)."""
+    """Write `<out>/latentcast-bundle-<version>/` and its `.tar.gz`; returns (directory, tarball).
+
+    With `sign_key` (from `python -m export.sign keygen`) the manifest is signed (`signature.json`).
+    """
     unknown = set(models) - set(bundle_reader.MODEL_NAMES)
     if not models or unknown:
         raise UserError(f"give models named {' and/or '.join(bundle_reader.MODEL_NAMES)} (got {sorted(models)})")
+    if sign_key is not None:
+        signing.load_secret(sign_key)  # a missing or wrong key fails now, not after the export
     version = version or dt.datetime.now(dt.timezone.utc).strftime("%Y.%m.%d-%H%M%S")
     root = Path(out_dir) / f"latentcast-bundle-{version}"
     if root.exists():
@@ -184,13 +191,16 @@ def build(
             "files": bundle_reader.file_entries(root),
         }
         (root / bundle_reader.MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        if sign_key is not None:
+            signing.sign_manifest(root, sign_key, bundle_reader.MANIFEST)
     except BaseException:
         shutil.rmtree(root, ignore_errors=True)  # never leave a half-built bundle that looks like a bundle
         raise
     tarball = root.with_name(root.name + ".tar.gz")
     with tarfile.open(tarball, "w:gz") as tar:
         tar.add(root, arcname=root.name, filter=_plain_member)
-    bundle_reader.open_bundle(root)  # what we ship must pass the device's own check
+    # What we ship must pass the device's own check (its trust list is the device's business, not the builder's).
+    bundle_reader.open_bundle(root, trust=signing.TrustPolicy(allow_unsigned=True))
     return root, tarball
 
 
@@ -215,6 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     make.add_argument("--version", help="bundle version (default: UTC date and time)")
     make.add_argument("--out", type=Path, required=True, help="folder for the bundle directory and tarball")
+    make.add_argument("--sign", type=Path, metavar="KEY", help="sign with this NAME.ed25519 (python -m export.sign)")
     check = sub.add_parser("verify", help="check every file of a bundle against its manifest")
     check.add_argument("bundle", type=Path, help="bundle directory or .tar.gz")
     args = parser.parse_args(argv)
@@ -227,7 +238,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if (path := getattr(args, f"calib_{name}")) is not None
     }
     root, tarball = build(
-        args.out, models, calibration, args.method, args.version, args.calib_rows, per_channel=not args.per_tensor
+        args.out,
+        models,
+        calibration,
+        args.method,
+        args.version,
+        args.calib_rows,
+        per_channel=not args.per_tensor,
+        sign_key=args.sign,
     )
     manifest = json.loads((root / bundle_reader.MANIFEST).read_text())
     for name, entry in manifest["models"].items():

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from latentcast.errors import UserError, run_cli
+from latentcast.signing import write_engine_manifest
 
 PRECISIONS = ("fp16", "int8")
 INPUT_NAME = "features"
@@ -137,6 +138,9 @@ def build_engine(spec: EngineSpec) -> dict:
         if serialized is None:
             raise RuntimeError(f"TensorRT failed to build {spec.engine_path.name}: see {log_path}")
         spec.engine_path.write_bytes(bytes(serialized))
+        # The device-local manifest the edge checks before loading the engine (latentcast.signing.verify_engine).
+        extra = {"precision": spec.precision, "tensorrt": trt.__version__}
+        write_engine_manifest(spec.engine_path, spec.onnx_path, extra)
         if spec.timing_cache is not None:
             spec.timing_cache.parent.mkdir(parents=True, exist_ok=True)
             spec.timing_cache.write_bytes(bytes(config.get_timing_cache().serialize()))

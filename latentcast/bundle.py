@@ -37,13 +37,16 @@ from latentcast.assets import sha256_of
 from latentcast.errors import UserError, run_cli
 from latentcast.features import check_feature_spec
 from latentcast.protocol import model_id_from_manifest
+from latentcast.signing import SIGNATURE, TrustPolicy, add_trust_arguments, set_trust_from_args
+from latentcast.signing import check_bundle as check_signature
 
 MANIFEST = "manifest.json"
 FORMAT = "latentcast-bundle"
 FORMAT_VERSION = 1
 MODEL_NAMES = ("gesture", "expression")
 PART_MODELS = {"face": "expression", "hands": "gesture"}  # which model encodes which tracked part
-DEVICE_BUILT = ("*.engine", "*.build.log", "tensorrt.timing.cache", "engines.json")  # made on the device
+# made on the device; "*.engine.json" is each engine's device-local manifest (latentcast.signing.verify_engine)
+DEVICE_BUILT = ("*.engine", "*.engine.json", "*.build.log", "tensorrt.timing.cache", "engines.json")
 LANDMARK_FILES = {"face": "landmarks/face_landmarker.task", "hand": "landmarks/hand_landmarker.task"}
 
 
@@ -56,7 +59,7 @@ def file_entries(root: Path) -> dict[str, dict]:
     entries = {}
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         rel = path.relative_to(root).as_posix()
-        if rel != MANIFEST and not device_built(rel):
+        if rel not in (MANIFEST, SIGNATURE) and not device_built(rel):
             entries[rel] = {"sha256": sha256_of(path), "bytes": path.stat().st_size}
     return entries
 
@@ -64,7 +67,7 @@ def file_entries(root: Path) -> dict[str, dict]:
 def problems(root: Path, manifest: dict) -> list[str]:
     """Every way `root` differs from its manifest, one line per file (empty: the bundle is intact)."""
     listed = manifest.get("files", {})
-    found = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()} - {MANIFEST}
+    found = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()} - {MANIFEST, SIGNATURE}
     issues = []
     for rel, entry in sorted(listed.items()):
         path = root / rel
@@ -90,6 +93,7 @@ class Bundle:
 
     root: Path
     manifest: dict
+    trust: str = ""  # what the signature check found (latentcast.signing.check_bundle), for reports
 
     @property
     def version(self) -> str:
@@ -199,17 +203,21 @@ def _extract_members(tar: tarfile.TarFile, tarball: Path, dest: Path) -> Path:
     return root
 
 
-def open_bundle(path: str | Path, verify: bool = True) -> Bundle:
-    """Load a bundle directory (or .tar.gz, unpacked beside it) and, by default, verify every file."""
+def open_bundle(path: str | Path, verify: bool = True, trust: TrustPolicy | None = None) -> Bundle:
+    """Load a bundle directory (or .tar.gz, unpacked beside it) and, by default, verify every file.
+
+    Verifying also applies the signature rule of `latentcast.signing` (`trust`, else the process-wide policy).
+    """
     path = Path(path)
     if path.is_file() and path.name.endswith((".tar.gz", ".tgz")):
         path = extract(path)
     manifest_path = path / MANIFEST
     if not manifest_path.is_file():
         raise BundleError(f"{path} has no {MANIFEST}: give a bundle built by `python -m export.bundle build`")
+    manifest_bytes = manifest_path.read_bytes()  # read once: the signature is checked on these very bytes
     try:
-        manifest = json.loads(manifest_path.read_text())
-    except json.JSONDecodeError as exc:
+        manifest = json.loads(manifest_bytes)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BundleError(f"{manifest_path} is not valid JSON ({exc}): rebuild the bundle") from None
     if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
         raise BundleError(
@@ -221,6 +229,7 @@ def open_bundle(path: str | Path, verify: bool = True) -> Bundle:
         if issues:
             more = f" (and {len(issues) - 1} more)" if len(issues) > 1 else ""
             raise BundleError(f"bundle {path}: {issues[0]}{more}: rebuild or re-copy the bundle")
+        return Bundle(path, manifest, trust=check_signature(path, manifest_bytes, trust))
     return Bundle(path, manifest)
 
 
@@ -228,7 +237,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m latentcast.bundle", description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=["verify"])
     parser.add_argument("bundle", type=Path, help="bundle directory or .tar.gz")
+    add_trust_arguments(parser)
     args = parser.parse_args(argv)
+    set_trust_from_args(args)
     if args.bundle.is_file():  # a tarball: check its own contents, not a copy unpacked earlier
         import tempfile
 
@@ -239,7 +250,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _report(bundle: Bundle, given: Path) -> int:
     files = len(bundle.manifest["files"])
-    print(f"ok  {given}  version {bundle.version}, {files} files verified, models: {', '.join(bundle.models)}")
+    models = ", ".join(bundle.models)
+    print(f"ok  {given}  version {bundle.version}, {files} files verified, {bundle.trust}, models: {models}")
     return 0
 
 

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from latentcast.errors import UserError, run_cli
+from latentcast.signing import add_trust_arguments, set_trust_from_args
 from latentcast.subscriber import CurveClientKeys
 from renderer.app import RendererConfig, RendererHost, write_summary
 from renderer.vmc import VMCConfig
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--summary", type=Path, help="write the run summary (latency percentiles, counts) as JSON")
     p.add_argument("--curve-server-key", type=Path, help="CurveZMQ: the edge's public key file")
     p.add_argument("--curve-client-key", type=Path, help="CurveZMQ: this renderer's .key_secret file")
+    add_trust_arguments(p)
     return p
 
 
@@ -98,6 +100,7 @@ def config_from_args(args: argparse.Namespace) -> RendererConfig:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    set_trust_from_args(args)  # which bundle signatures to accept (latentcast.signing)
     config = config_from_args(args)
     host = RendererHost(config)
     if host.output is None and config.vmc is None:
