@@ -309,6 +309,8 @@ class SerialLink:
         alive = self._port is not None and time.monotonic() - self._last_heartbeat < self.config.heartbeat_timeout_s
         with self._wd_lock:
             changed, self._alive = alive != self._alive, alive
+        if changed and self._stop.is_set():
+            return alive  # closing: not a watchdog event
         if changed:
             if not alive:
                 self.stats.watchdog_trips += 1

@@ -10,7 +10,7 @@
  *   hb on|off        send heartbeats or stop (the host's watchdog test)
  *   button B E       queue a reliable BUTTON event (E: 0 release, 1 press, 2 long press)
  *   fault CODE TEXT  queue a reliable FAULT
- *   flood N          send N IMU samples back to back (drops what the tty cannot take)
+ *   flood N          send N IMU samples back to back, as fast as the host reads them
  *   garbage N        write N random non-zero bytes, then carry on
  *   quiet on|off     stop/start printing every applied actuator frame (the benchmark's flood)
  *   stats            print counters;   quit */
@@ -33,6 +33,7 @@ typedef struct {
     const char *link;
     uint64_t written, dropped;
     int quiet;
+    int flow_control; /* 1 during `flood`: wait for the tty instead of dropping (as fast as the host reads) */
 } sim_board_t;
 
 static uint64_t now_us(void *ctx) {
@@ -44,11 +45,16 @@ static uint64_t now_us(void *ctx) {
 
 static void uart_write(void *ctx, const uint8_t *data, size_t n) {
     sim_board_t *b = ctx;
-    if (b->master < 0) { b->dropped += n; return; }
-    ssize_t w = write(b->master, data, n); /* non-blocking: a full UART FIFO drops, like real hardware */
-    if (w < 0) w = 0;
-    b->written += (uint64_t)w;
-    b->dropped += n - (size_t)w;
+    size_t done = 0;
+    while (b->master >= 0 && done < n) {
+        ssize_t w = write(b->master, data + done, n - done);
+        if (w > 0) { done += (size_t)w; continue; }
+        if (!b->flow_control) break; /* normally a full UART FIFO drops, like real hardware */
+        struct pollfd out = {.fd = b->master, .events = POLLOUT};
+        if (poll(&out, 1, 200) <= 0) break; /* the host stopped reading: drop the rest */
+    }
+    b->written += done;
+    b->dropped += n - done;
 }
 
 static void apply_targets(void *ctx, const uint16_t *t, uint8_t n, uint64_t capture_us, int safe) {
@@ -177,6 +183,7 @@ int main(int argc, char **argv) {
             else if (sscanf(line, "button %u %u", &a, &b) == 2) lc_link_button(&link, (uint8_t)a, (uint8_t)b);
             else if (sscanf(line, "fault %u %255s", &a, arg) == 2) lc_link_fault(&link, (uint16_t)a, 2, 0xFF, arg);
             else if (sscanf(line, "flood %u", &a) == 1) {
+                board.flow_control = 1;
                 for (unsigned i = 0; i < a; i++) {
                     lc_msg_t m = {.type = LC_IMU};
                     m.u.imu.t_us = now_us(NULL);
@@ -185,6 +192,9 @@ int main(int argc, char **argv) {
                     m.u.imu.gyro_mrad_s[0] = (int16_t)i;
                     lc_link_send(&link, &m);
                 }
+                board.flow_control = 0;
+                printf("{\"ev\": \"flooded\", \"frames\": %u}\n", a);
+                fflush(stdout);
             } else if (sscanf(line, "garbage %u", &a) == 1) {
                 uint8_t g[1024];
                 if (a > sizeof g) a = sizeof g;
