@@ -1,0 +1,236 @@
+"""The bridge as an output: mapping-file errors name the key, slew limits hold, the safe pose on lost
+tracking, pause and a silent MCU, and button presses run the same actions as the CLI.
+
+The far end is the C reference firmware running as `mcu_sim` on a real pty; the parameters are the
+renderer's real CharacterParams.
+"""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from firmware_bridge.mapping import ChannelMap, SlewLimiter, load_mapping, param_getter, parse_mapping
+from firmware_bridge.output import FirmwareOutput, ParamsTap
+from firmware_bridge.protocol import Led, q16
+from firmware_bridge.sim import Simulator, build_host_tools
+from latentcast.errors import UserError
+from renderer.params import CharacterParams, FaceParams
+
+PUPPET = Path(__file__).resolve().parents[1] / "firmware_bridge" / "puppet.toml"
+
+
+def wait_until(cond, timeout: float = 3.0, step: float = 0.01) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(step)
+    return cond()
+
+
+def base_doc() -> dict:
+    return {
+        "channels": {
+            "jaw": {"channel": 0, "param": "face.mouth_open", "range": [0.0, 1.0], "limits": [0.2, 0.8],
+                    "slew": 2.0, "safe": 0.2},
+            "pan": {"channel": 1, "param": "face.yaw", "range": [-0.5, 0.5], "invert": True, "safe": 0.5},
+        }
+    }  # fmt: skip
+
+
+def test_example_mapping_loads_and_every_param_exists_in_character_params():
+    m = load_mapping(PUPPET)
+    assert [c.channel for c in m.channels] == list(range(6))
+    params = CharacterParams()
+    for c in m.channels:
+        param_getter(c, params, m.source)(params)  # raises if a name is not a CharacterParams field
+
+
+@pytest.mark.parametrize(
+    ("edit", "key"),
+    [
+        (lambda d: d["channels"]["jaw"].update(range=[0.5, 0.5]), "channels.jaw.range"),
+        (lambda d: d["channels"]["jaw"].update(range="wide"), "channels.jaw.range"),
+        (lambda d: d["channels"]["jaw"].update(limits=[0.1, 1.5]), "channels.jaw.limits"),
+        (lambda d: d["channels"]["jaw"].update(safe=0.9), "channels.jaw.safe"),
+        (lambda d: d["channels"]["jaw"].pop("safe"), "channels.jaw.safe"),
+        (lambda d: d["channels"]["jaw"].update(slew=-1), "channels.jaw.slew"),
+        (lambda d: d["channels"]["jaw"].update(invert="yes"), "channels.jaw.invert"),
+        (lambda d: d["channels"]["jaw"].update(param="face mouth"), "channels.jaw.param"),
+        (lambda d: d["channels"]["jaw"].update(servo=3), "channels.jaw.servo"),
+        (lambda d: d["channels"]["pan"].update(channel=0), "channels.pan.channel"),
+        (lambda d: d["channels"]["pan"].update(channel=2), "channels.pan.channel"),
+        (lambda d: d["channels"]["pan"].update(channel=40), "channels.pan.channel"),
+        (lambda d: d.update(buttons={"0": "dance"}), "buttons.0"),
+        (lambda d: d.update(buttons={"zero": "pause"}), "buttons.zero"),
+        (lambda d: d.update(actions={"calibrate_neutral": "python -m x"}), "actions.calibrate_neutral"),
+        (lambda d: d.update(actions={"pause": ["true"]}), "actions.pause"),
+        (lambda d: d.update(link={"mcu_watchdog_ms": 1e9}), "link.mcu_watchdog_ms"),
+        (lambda d: d.update(tracking={"lost_when_idle_above": 2}), "tracking.lost_when_idle_above"),
+        (lambda d: d.update(chanels={}), "chanels"),
+        (lambda d: d.pop("channels"), "channels"),
+    ],
+)
+def test_mapping_errors_name_the_key(edit, key):
+    doc = base_doc()
+    edit(doc)
+    with pytest.raises(UserError) as err:
+        parse_mapping(doc, "puppet.toml")
+    assert f"puppet.toml: {key} " in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_unknown_parameter_is_reported_with_its_key_on_the_first_frame():
+    doc = base_doc()
+    doc["channels"]["pan"]["param"] = "face.jaw_open"
+    m = parse_mapping(doc, "puppet.toml")
+    with pytest.raises(UserError, match=r"puppet.toml: channels.pan.param 'face.jaw_open': face has no 'jaw_open'"):
+        param_getter(m.channels[1], CharacterParams(), m.source)
+    bad_index = ChannelMap("f", 0, "left_hand.curls[7]", (0, 1))
+    with pytest.raises(UserError, match=r"channels\.f\.param.*index 7"):
+        param_getter(bad_index, CharacterParams())
+
+
+def test_bad_toml_and_missing_file_are_one_line_errors(tmp_path):
+    (tmp_path / "bad.toml").write_text("[channels.jaw\nchannel = 0\n")
+    with pytest.raises(UserError, match=r"bad\.toml is not valid TOML"):
+        load_mapping(tmp_path / "bad.toml")
+    with pytest.raises(UserError, match="not found"):
+        load_mapping(tmp_path / "none.toml")
+
+
+def test_range_inversion_and_limits():
+    jaw, pan = parse_mapping(base_doc()).channels
+    assert jaw.travel(0.0) == pytest.approx(0.2) and jaw.travel(1.0) == pytest.approx(0.8)
+    assert jaw.travel(5.0) == pytest.approx(0.8) and jaw.travel(-5.0) == pytest.approx(0.2)  # never past limits
+    assert pan.travel(-0.5) == pytest.approx(1.0) and pan.travel(0.5) == pytest.approx(0.0)  # inverted
+
+
+def test_slew_limiter_never_moves_faster_than_the_limit():
+    m = parse_mapping(base_doc())
+    lim = SlewLimiter(m.channels)
+    assert lim.travel == [0.2, 0.5]  # starts at the safe pose
+    t, prev = 0.0, lim.step([0.2, 0.5], 0.0)
+    for k in range(200):
+        dt = 0.005 + 0.03 * (k % 3)
+        t += dt
+        out = lim.step([0.8 if k < 100 else 0.2, 0.0 if k % 7 else 1.0], t)
+        assert abs(out[0] - prev[0]) <= 2.0 * dt + 1e-9  # jaw: slew 2/s
+        prev = out
+    assert out[1] in (0.0, 1.0)  # pan has no slew limit: it jumps
+
+
+@pytest.fixture(scope="module")
+def tools(tmp_path_factory):
+    return build_host_tools(tmp_path_factory.getbasetemp() / "firmware-build")
+
+
+@pytest.fixture
+def rig(tools, tmp_path):
+    """The example puppet mapping on the simulator, with a calibration action that writes a file."""
+    marker = tmp_path / "calibrated.txt"
+    m = load_mapping(PUPPET)
+    m.actions["calibrate_neutral"] = ["{python}", "-c", f"open({str(marker)!r}, 'w').write('neutral')"]
+    m.heartbeat_timeout_s = 0.3
+    with Simulator(tools["mcu_sim"], tmp_path / "ttyMCU", channels=6) as sim:
+        out = FirmwareOutput.open(sim.uri, m)
+        try:
+            yield sim, out, marker
+        finally:
+            out.close()
+
+
+def drive(out: FirmwareOutput, params, seconds: float, hz: float = 50.0) -> list[float]:
+    travel: list[float] = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        travel = out.update(params)
+        time.sleep(1 / hz)
+    return travel
+
+
+def tracked(mouth: float = 0.8, yaw: float = 0.0) -> CharacterParams:
+    return CharacterParams(face=FaceParams(present=1.0, mouth_open=mouth, yaw=yaw), idle=0.0)
+
+
+def test_watchdog_moves_the_actuators_to_the_safe_pose_when_heartbeats_stop(rig):
+    sim, out, _ = rig
+    assert wait_until(lambda: out.link.alive)
+    jaw_open = q16(out.mapping.channels[0].limits[1])
+    drive(out, tracked(0.8), 0.6)
+    assert sim.last_targets()["targets"][0] == jaw_open
+    sim.command("hb off")
+    drive(out, tracked(0.8), 0.3 + 0.8)  # the timeout, then slewing back (jaw: 0.5 travel at 4/s)
+    assert out.link.stats.watchdog_trips == 1 and not out.link.alive
+    assert sim.last_targets()["targets"] == [q16(t) for t in out.mapping.safe_pose]
+    assert sim.last_targets()["safe"] == 0  # sent by the host's watchdog, not the MCU's own
+    sim.command("hb on")
+    drive(out, tracked(0.8), 0.6)
+    assert out.link.alive and sim.last_targets()["targets"][0] == jaw_open
+
+
+def test_lost_tracking_goes_to_the_safe_pose_within_slew_limits(rig):
+    sim, out, _ = rig
+    assert wait_until(lambda: out.link.alive)
+    drive(out, tracked(0.8, yaw=-0.6), 1.2)  # yaw -0.6 inverted: head pan to its upper limit
+    start = len(sim.targets)
+    lost = CharacterParams(face=FaceParams(mouth_open=0.8, yaw=-0.6), idle=1.0)
+    drive(out, lost, 1.5)
+    frames = [e for e in sim.targets[start:] if not e["safe"]]
+    pan = out.mapping.channels[3]
+    assert frames[-1]["targets"][3] == q16(pan.safe) and frames[-1]["targets"][0] == q16(out.mapping.channels[0].safe)
+    # Per second of MCU time, no channel moved faster than its slew limit (1 q16 step of rounding).
+    for a, b in itertools.pairwise(frames):
+        dt = (b["t_us"] - a["t_us"]) / 1e6
+        for c in out.mapping.channels:
+            step = abs(b["targets"][c.channel] - a["targets"][c.channel]) / 65535
+            assert step <= c.slew * (dt + 0.03) + 2 / 65535, (c.name, step, dt)  # 30 ms: host/MCU timing jitter
+
+
+def test_buttons_run_the_same_actions_as_the_cli(rig, tmp_path):
+    sim, out, marker = rig
+    assert wait_until(lambda: out.link.alive)
+    drive(out, tracked(0.8), 0.3)
+    sim.command("button 0 1")  # toggle_pause
+    assert wait_until(lambda: out.actions.paused, 2.0)
+    led = sim.wait_for("led", 2.0, lambda e: e["mode"] == Led.BLINK)
+    assert led["index"] == 0 and led["rgb"] == [255, 160, 0]
+    drive(out, tracked(0.8), 0.5)
+    assert sim.last_targets()["targets"][0] == q16(out.mapping.channels[0].safe)
+    sim.command("button 0 1")
+    assert wait_until(lambda: not out.actions.paused, 2.0)
+    sim.command("button 1 1")  # calibrate_neutral: runs the configured command line
+    assert wait_until(marker.exists, 10.0) and marker.read_text() == "neutral"
+    sim.command("button 1 0")  # a release runs nothing
+    assert out.stats.button_actions == 3 and out.stats.action_errors == 0
+    # The CLI runs the very same Actions.run with the same mapping.
+    cli_marker = tmp_path / "cli.txt"
+    mapping = tmp_path / "m.toml"
+    command = f"open({str(cli_marker)!r}, 'w')"
+    head = PUPPET.read_text().split("[actions]")[0]
+    mapping.write_text(head + f'[actions]\ncalibrate_neutral = ["{{python}}", "-c", "{command}"]\n')
+    rc = subprocess.run([sys.executable, "-m", "firmware_bridge.run", "action", "calibrate_neutral", "--map",
+                         str(mapping)], timeout=60, check=False).returncode  # fmt: skip
+    assert rc == 0 and cli_marker.exists()
+
+
+def test_params_tap_feeds_the_output_and_passes_everything_else_through(rig):
+    _, out, _ = rig
+
+    class Animator:  # the renderer's Animator interface: update(msg, dt) -> CharacterParams, .stats
+        stats = "animator stats"
+
+        def update(self, msg, dt):
+            return tracked(0.5)
+
+    tap = ParamsTap(Animator(), out)
+    assert wait_until(lambda: out.link.alive)
+    before = out.stats.updates
+    assert tap.update(None, 0.033).face.mouth_open == 0.5
+    assert tap.stats == "animator stats" and out.stats.updates == before + 1
