@@ -3,6 +3,7 @@
     python benchmarks/latency.py                       # hand clip, face + hands, 600 frames
     python benchmarks/latency.py --bundle BUNDLE --profile x86-2core --frames 900
     python benchmarks/latency.py --source csi://0 --profile jetson-orin-nano
+    python benchmarks/latency.py --backend both        # onnx vs mediapipe landmark stage, side by side
 
 What it measures (BRIEF section 5):
 - the real edge loop (`edge.run.build`: capture thread, MediaPipe, features, encoders, One Euro,
@@ -17,6 +18,11 @@ What it measures (BRIEF section 5):
   (end to end - waiting for the loop - landmarks), which stays readable on a busy machine;
 - checks `benchmarks/budgets.toml[profile]`, exits 1 when over budget; writes JSON and a PNG
   (latency histograms + per-frame timeline) to --out.
+- `--backend onnx|mediapipe` picks the landmark backend (`[landmarks] backend`); `both` first runs
+  the two landmark stages alone in alternating blocks on the same frames (same pacing, same load),
+  prints `landmark stage ratio onnx/mediapipe: X.XX` and writes `landmark_ratio_onnx_over_mediapipe`,
+  then measures the whole loop with the onnx backend. Without converted models in the bundle or
+  `landmarks.onnx_dir`, the onnx backend uses `export.landmark_models.ensure_landmark_onnx()`.
 """
 
 from __future__ import annotations
@@ -142,10 +148,10 @@ class Floor:
 
     def __init__(self, clip: list[np.ndarray], face: bool, hands: bool, models: dict) -> None:
         from edge.loop import ConcurrentDetector
-        from edge.stages import MediaPipeStage
+        from edge.onnx_landmarks.stage import build_landmark_stage
 
         self.clip = clip
-        self.stage = MediaPipeStage(face=face, hands=hands, **models)
+        self.stage = build_landmark_stage(face=face, hands=hands, **models)  # the backend cfg.landmarks names
         self.detector = ConcurrentDetector(self.stage)
 
     def measure(self, timings, fps: float | None) -> list[int]:
@@ -257,6 +263,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-face", action="store_true")
     parser.add_argument("--no-hands", action="store_true")
     parser.add_argument("--no-floor", action="store_true", help="skip the landmarks-alone floor run")
+    parser.add_argument(
+        "--backend", choices=["mediapipe", "onnx", "both"], default=None, help="landmark backend (default: config's)"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "latency")
     parser.add_argument("--subscriber-process", nargs=2, metavar=("ENDPOINT", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -281,20 +290,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     if args.bundle:
         overrides["bundle.path"] = args.bundle
+    if args.backend:
+        overrides["landmarks.backend"] = "onnx" if args.backend == "both" else args.backend
     cfg = load_config(args.config, overrides)
+    if cfg.landmarks.backend == "onnx":
+        cfg.landmarks.onnx_dir = onnx_dir_for(cfg, args.bundle)
     budget = load_budget(args.budgets, args.profile)
     args.out.mkdir(parents=True, exist_ok=True)
 
     live = source.startswith(("csi://", "v4l2://")) or source.isdigit()
     floor_args = None
     if not args.no_floor and not live:
-        models = {"landmarks": cfg.landmarks}
+        models = {"landmarks": cfg.landmarks, "providers": cfg.bundle.providers or None}
         if args.bundle:
             from edge.stages import BundleEncoders
 
             encoders = BundleEncoders(args.bundle, parts=())
             models.update(face_model=encoders.landmark_model("face"), hand_model=encoders.landmark_model("hand"))
+            models["bundle_root"] = encoders.bundle.root
         floor_args = {"clip": decode_clip(source), "face": cfg.parts.face, "hands": cfg.parts.hands, "models": models}
+    comparison = None
+    if args.backend == "both":
+        if floor_args is None:
+            raise UserError("--backend both needs a file source and the floor (drop --no-floor)")
+        comparison = compare_backends(floor_args, args.frames, args.block, args.warmup, cfg.source.fps)
     load_before = os.getloadavg()
     stats, drops, elapsed, received, fps, floor_ns = run_interleaved(
         cfg, args.frames, args.warmup, args.block, args.out / "subscriber.json", floor_args
@@ -345,6 +364,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "ratio_p50": whole["p50"] / floor["p50"],
             "per_frame_p50_ms": float(np.median(per_frame)) / 1e6,
         }
+    report["landmark_backend"] = cfg.landmarks.backend
+    if comparison is not None:
+        report["backend_comparison"] = comparison
+        report["landmark_ratio_onnx_over_mediapipe"] = comparison["ratio_p50"]
     failures = check_budget(budget, report, frame_period_ms)
     report["within_budget"] = not failures
     report["over_budget"] = failures
@@ -359,12 +382,75 @@ def main(argv: Sequence[str] | None = None) -> int:
     json_path.write_text(json.dumps(report, indent=2, default=float) + "\n")
 
     print_report(report)
+    if comparison is not None:
+        for name in ("mediapipe", "onnx"):
+            s = comparison[name]
+            print(f"  landmark stage {name:<9} p50 {s['p50']:7.2f}  p95 {s['p95']:7.2f}  p99 {s['p99']:7.2f} ms")
+        print(f"landmark stage ratio onnx/mediapipe: {comparison['ratio_p50']:.2f}")
     print(f"wrote {json_path} and {png}")
     if failures:
         print("OVER BUDGET: " + "; ".join(failures))
         return 1
     print(f"within budget ({args.profile})")
     return 0
+
+
+def onnx_dir_for(cfg, bundle: str | None) -> str:
+    """landmarks.onnx_dir for the onnx backend: as configured, "" when the bundle has the models, else the cache."""
+    from edge.onnx_landmarks.stage import landmark_onnx_for
+
+    root = None
+    if bundle:
+        from latentcast.bundle import open_bundle
+
+        root = open_bundle(bundle).root
+    if cfg.landmarks.onnx_dir or landmark_onnx_for(cfg.landmarks, root) is not None:
+        return cfg.landmarks.onnx_dir
+    from export.landmark_models import ensure_landmark_onnx  # workstation benchmark: converted once, cached
+
+    return str(ensure_landmark_onnx()["hand_detector"].parent)
+
+
+def compare_backends(floor_args: dict, frames: int, block: int, warmup: int, fps: float) -> dict:
+    """Both landmark stages alone on the same frames, alternating blocks, paced at the source rate.
+
+    Each stage keeps its own tracking state across its blocks (a block continues where that stage's
+    previous block stopped), so both see the clip as a stream; alternation puts both under the
+    same machine load. Returns per-backend summaries (ms) and ratio_p50 = onnx / mediapipe.
+    """
+    import dataclasses
+
+    clip, base = floor_args["clip"], floor_args["models"]["landmarks"]
+    floors = {}
+    for name in ("mediapipe", "onnx"):
+        models = dict(floor_args["models"], landmarks=dataclasses.replace(base, backend=name))
+        floors[name] = Floor(clip, floor_args["face"], floor_args["hands"], models)
+    durations: dict[str, list[int]] = {name: [] for name in floors}
+    try:
+        for floor in floors.values():  # warm up both, not counted
+            floor.measure([_FakeTiming(i, int(i * 1e9 / fps)) for i in range(warmup)], fps)
+        index = warmup
+        while len(durations["onnx"]) < frames:
+            n = min(block, frames - len(durations["onnx"]))
+            window = [_FakeTiming(index + i, int((index + i) * 1e9 / fps)) for i in range(n)]
+            for name, floor in floors.items():
+                durations[name] += floor.measure(window, fps)
+            index += n
+    finally:
+        for floor in floors.values():
+            floor.close()
+    out = {name: summary(np.array(values, np.int64)) for name, values in durations.items()}
+    out["ratio_p50"] = out["onnx"]["p50"] / out["mediapipe"]["p50"]
+    out["frames_each"] = frames
+    out["block"] = block
+    return out
+
+
+class _FakeTiming:
+    """The two fields `Floor.measure` reads from a loop timing record."""
+
+    def __init__(self, frame_index: int, capture_ns: int) -> None:
+        self.frame_index, self.capture_ns = frame_index, capture_ns
 
 
 def print_report(report: dict) -> None:
