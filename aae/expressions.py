@@ -5,7 +5,7 @@
     python -m aae.expressions --out runs/loo --exclude_person london_025          # hold a person out
 
 Classes: neutral, smile, surprise, mouth_open (talking), eyes_closed. The data recipe
-(`aae.landmark_data`, written down in docs/DATA.md): the real photos in the mirror, plus expressions
+(`aae.face_recipe`, written down in docs/DATA.md): the real photos in the mirror, plus expressions
 synthesised on real neutral faces by anatomical landmark moves and the matching ARKit blendshape
 scores. Recorded sessions (`edge/record.py`) add the user's own frames; the few labelled ones
 steer the classes, the rest train the autoencoder and priors (the paper's few-labels case).
@@ -23,14 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
-from aae import landmark_aae, landmark_data
-from aae.gestures import add_fit_flags, feature_spec_version, fit_config_from
+from aae import datasets, face_data, face_recipe, landmark_aae
+from aae.fit_cli import add_fit_flags, feature_spec_version, fit_config_from
 from latentcast import features, open_set
 from latentcast.errors import UserError, run_cli
 
 log = logging.getLogger(__name__)
 
-CLASSES = landmark_data.EXPRESSION_CLASSES
+CLASSES = face_data.EXPRESSION_CLASSES
 
 
 def default_fit_config() -> landmark_aae.FitConfig:
@@ -53,16 +53,16 @@ def train_expressions(
 ):
     """Build the recipe's data (minus `exclude_people`), add sessions, train, evaluate; (model, card, arrays)."""
     clock = landmark_aae.Stopwatch()
-    faces = faces if faces is not None else landmark_data.load_faces()
+    faces = faces if faces is not None else face_data.load_faces()
     known = {photo.person for photo, _ in faces}
     unknown = set(exclude_people) - known
     if unknown:
         names = ", ".join(sorted(known))
         raise UserError(f"--exclude_person {sorted(unknown)} is not a person in the photos: use one of {names}")
-    labelled, free = landmark_data.expression_dataset(per_class, set(exclude_people), fit_cfg.seed, faces)
-    session_sets = [landmark_data.load_session(path) for path in sessions]
+    labelled, free = face_recipe.expression_dataset(per_class, set(exclude_people), fit_cfg.seed, faces)
+    session_sets = [face_data.load_session(path) for path in sessions]
 
-    train_i, val_i = landmark_data.stratified_split(labelled.y, val_fraction, seed=fit_cfg.seed)
+    train_i, val_i = datasets.stratified_split(labelled.y, val_fraction, seed=fit_cfg.seed)
     train, val = labelled.subset(train_i), labelled.subset(val_i)
     x = np.concatenate([train.x, free.x, *[s.x for s in session_sets]])
     y = np.concatenate([train.y, free.y, *[s.y for s in session_sets]])

@@ -20,16 +20,12 @@ from dataclasses import asdict
 
 import numpy as np
 
-from aae import landmark_aae, landmark_data
+from aae import datasets, hand_data, landmark_aae
+from aae.fit_cli import add_fit_flags, feature_spec_version, fit_config_from
 from latentcast import features, open_set
 from latentcast.errors import UserError, run_cli
 
 log = logging.getLogger(__name__)
-
-
-def feature_spec_version() -> int:
-    """The version of the hand/face feature functions the data follows (latentcast.features)."""
-    return features.FEATURE_SPEC_VERSION
 
 
 def default_fit_config() -> landmark_aae.FitConfig:
@@ -37,21 +33,11 @@ def default_fit_config() -> landmark_aae.FitConfig:
     return landmark_aae.FitConfig(code_dim=4, hidden_dim=256, epochs=30, noise=0.05)
 
 
-def split_hand_set(
-    data: landmark_data.LabelledSet, test_fraction: float = 0.2, val_fraction: float = 0.1, seed: int = 0
-) -> tuple[landmark_data.LabelledSet, landmark_data.LabelledSet, landmark_data.LabelledSet]:
-    """(train, validation, test) subsets, stratified per class; the fractions are shares of all rows."""
-    rest, test = landmark_data.stratified_split(data.y, test_fraction, seed=seed)
-    train_i, val_i = landmark_data.stratified_split(data.y[rest], val_fraction / (1 - test_fraction), seed=seed)
-    return data.subset(rest[train_i]), data.subset(rest[val_i]), data.subset(test)
-
-
 def train_gestures(
     fit_cfg: landmark_aae.FitConfig,
     label_fraction: float | None = None,
     nlabels: int | None = None,
     exclude_class: str | None = None,
-    test_fraction: float = 0.2,
     val_fraction: float = 0.1,
     keep: float = 0.95,
     max_rows: int | None = None,
@@ -61,7 +47,7 @@ def train_gestures(
     if label_fraction is None and nlabels is None:
         label_fraction = 1.0
     clock = landmark_aae.Stopwatch()
-    data = landmark_data.load_hand_set("baron105")
+    data = hand_data.load_hand_set("baron105")
     excluded = None
     if exclude_class is not None:
         if exclude_class not in data.classes:
@@ -70,27 +56,27 @@ def train_gestures(
             )
         excluded = data.subset(np.flatnonzero(data.y == data.classes.index(exclude_class)))
         kept = [c for c in data.classes if c != exclude_class]
-        data = landmark_data.remap(data, {c: c for c in kept}, kept)
+        data = hand_data.remap(data, {c: c for c in kept}, kept)
     classes = data.classes
     if max_rows is not None and max_rows < len(data):  # for quick tests: a stratified subsample
-        _, pick = landmark_data.stratified_split(data.y, max_rows / len(data), seed=fit_cfg.seed)
+        _, pick = datasets.stratified_split(data.y, max_rows / len(data), seed=fit_cfg.seed)
         data = data.subset(pick)
 
-    train, val, test_set = split_hand_set(data, test_fraction, val_fraction, seed=fit_cfg.seed)
-    labels = landmark_data.pick_labelled(train.y, label_fraction, nlabels, seed=fit_cfg.seed)
+    train, val, test_set = hand_data.split_hand_set(data, val_fraction, seed=fit_cfg.seed)
+    labels = datasets.pick_labelled(train.y, label_fraction, nlabels, seed=fit_cfg.seed)
     n_labelled = int((labels >= 0).sum())
     log.info("training on %d rows (%d labelled), %d classes", len(train), n_labelled, len(classes))
 
     train_x, train_labels = train.x, labels
     if augment > 0:
-        train_x, train_labels = landmark_data.augment_hands(train.x, labels, copies=augment, seed=fit_cfg.seed)
+        train_x, train_labels = hand_data.augment_hands(train.x, labels, copies=augment, seed=fit_cfg.seed)
     model = landmark_aae.fit(train_x, train_labels, len(classes), fit_cfg)
 
     val_probs, val_err = landmark_aae.reconstruction_error(model, val.x)
     what = f"baron105 validation split (real recorder rows held out from training, {len(val)} rows)"
     rule = open_set.fit_rule(val_probs, val.y, val_err, keep=keep, what=what)
     test_probs, test_err = landmark_aae.reconstruction_error(model, test_set.x)
-    kinivi = landmark_data.load_kinivi_as_baron(classes) if _kinivi_classes_present(classes) else None
+    kinivi = hand_data.load_kinivi_as_baron(classes) if _kinivi_classes_present(classes) else None
 
     metrics = {
         "test_accuracy": landmark_aae.accuracy(test_probs, test_set.y),
@@ -140,7 +126,7 @@ def train_gestures(
             "train_rows": len(train),
             "labelled_rows": n_labelled,
             "augment_copies": augment,
-            "augmentation": "rotation +-20 deg about the wrist, x mirrored with p=0.5 (landmark_data.augment_hands)",
+            "augmentation": "rotation +-20 deg about the wrist, x mirrored with p=0.5 (hand_data.augment_hands)",
             "label_fraction": label_fraction,
             "nlabels": nlabels,
             "validation_rows": len(val),
@@ -156,33 +142,7 @@ def train_gestures(
 
 
 def _kinivi_classes_present(classes: list[str]) -> bool:
-    return any(name in classes for name in landmark_data.KINIVI_TO_BARON.values())
-
-
-def add_fit_flags(parser: argparse.ArgumentParser, defaults: landmark_aae.FitConfig) -> None:
-    parser.add_argument("--epochs", type=int, default=defaults.epochs, help="training epochs (default %(default)s)")
-    parser.add_argument("--hidden", type=int, default=defaults.hidden_dim, help="units per hidden layer")
-    parser.add_argument("--ncode", type=int, default=defaults.code_dim, help="style code size z")
-    parser.add_argument("--bsize", type=int, default=defaults.batch_size, help="batch size")
-    parser.add_argument("--lr", type=float, default=defaults.lr, help="Adam learning rate")
-    parser.add_argument("--noise", type=float, default=defaults.noise, help="encoder input noise std while training")
-    parser.add_argument("--seed", type=int, default=defaults.seed, help="split, label pick and init seed")
-    parser.add_argument("--threads", type=int, default=defaults.threads, help="torch CPU threads (small MLPs: 1)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
-def fit_config_from(args: argparse.Namespace) -> landmark_aae.FitConfig:
-    return landmark_aae.FitConfig(
-        code_dim=args.ncode,
-        hidden_dim=args.hidden,
-        epochs=args.epochs,
-        batch_size=args.bsize,
-        lr=args.lr,
-        noise=args.noise,
-        seed=args.seed,
-        threads=args.threads,
-        progress=not args.quiet,
-    )
+    return any(name in classes for name in hand_data.KINIVI_TO_BARON.values())
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -37,16 +37,16 @@ AGREEMENT_GOAL = 0.995
 
 def held_out_sets(name: str, card: dict) -> tuple[calib_sets.CalibrationSet, dict[str, np.ndarray]]:
     """(calibration rows, {test set name: real held-out rows}) for a model."""
-    from aae import landmark_data
+    from aae import face_data, hand_data
 
     if card.get("feature") == "hand" or name == "gesture":
         seed = int(card.get("data", {}).get("split_seed", 0))
         _, test = calib_sets.hand_split("baron105", seed)
         return calib_sets.hand_set("baron105", seed=seed), {
             "baron105_test": test.x,
-            "kinivi": landmark_data.load_hand_set("kinivi").x,
+            "kinivi": hand_data.load_hand_set("kinivi").x,
         }
-    photos = np.asarray([face.features() for _, face in landmark_data.load_faces()], np.float32)
+    photos = np.asarray([face.features() for _, face in face_data.load_faces()], np.float32)
     return calib_sets.face_set(seed=1), {"face_photos": photos}
 
 

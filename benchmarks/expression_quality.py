@@ -23,14 +23,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from aae import expressions, landmark_data
+from aae import expressions, face_data
 from latentcast import features
 from latentcast.errors import run_cli
 
 SMILE = [features.BLENDSHAPE_NAMES.index(n) for n in ("mouthSmileLeft", "mouthSmileRight")]
 
 
-def smile_score(face: landmark_data.Face) -> float:
+def smile_score(face: face_data.Face) -> float:
     return float(face.blendshapes[SMILE].mean())
 
 
@@ -56,8 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.quick:
         args.epochs, args.per_class = 6, 30
     cfg.epochs, cfg.hidden_dim, cfg.progress = args.epochs, args.hidden, False
-    faces = landmark_data.load_faces()
-    people = [f"london_{i}" for i in landmark_data.LONDON_IDS]
+    faces = face_data.load_faces()
+    people = [f"london_{i}" for i in face_data.LONDON_IDS]
 
     folds = {}
     for person in tqdm(people, desc="leave one person out"):

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from aae import landmark_aae, landmark_data
-from aae.gestures import default_fit_config, split_hand_set, train_gestures
+from aae import hand_data, landmark_aae
+from aae.gestures import default_fit_config, train_gestures
 from latentcast.errors import run_cli
 
 LABEL_FRACTIONS = (0.01, 0.05, 0.10, 1.0)
@@ -62,13 +62,13 @@ def mlp_probs(net: torch.nn.Module, x: np.ndarray) -> np.ndarray:
 
 def mlp_baseline(cfg: landmark_aae.FitConfig, augment: int) -> dict:
     """Same split as train_gestures (same seed), all training labels."""
-    data = landmark_data.load_hand_set("baron105")
-    train, _, test = split_hand_set(data, seed=cfg.seed)
+    data = hand_data.load_hand_set("baron105")
+    train, _, test = hand_data.split_hand_set(data, seed=cfg.seed)
     x, y = train.x, train.y
     if augment > 0:
-        x, y = landmark_data.augment_hands(x, y, copies=augment, seed=cfg.seed)
+        x, y = hand_data.augment_hands(x, y, copies=augment, seed=cfg.seed)
     net = train_mlp(x, y, len(data.classes), cfg)
-    kinivi = landmark_data.load_kinivi_as_baron(data.classes)
+    kinivi = hand_data.load_kinivi_as_baron(data.classes)
     return {
         "test_accuracy": landmark_aae.accuracy(mlp_probs(net, test.x), test.y),
         "kinivi_accuracy": landmark_aae.accuracy(mlp_probs(net, kinivi.x), kinivi.y),
@@ -102,13 +102,13 @@ def real_media(model, classes: list[str]) -> dict:
     """MediaPipe + the run-time feature function on the thumbs-up photos and the hand clip."""
     out: dict = {"photos": {}}
     for key in THUMBS_UP_PHOTOS:
-        features = landmark_data.hand_features_from_image(key)
+        features = hand_data.hand_features_from_image(key)
         if not len(features):
             out["photos"][key] = {"hands": 0}
             continue
         probs, _ = landmark_aae.encode(model, features)
         out["photos"][key] = {"hands": len(features), "predicted": [classes[int(i)] for i in probs.argmax(axis=1)]}
-    features, frames = landmark_data.hand_features_from_video(HAND_CLIP)
+    features, frames = hand_data.hand_features_from_video(HAND_CLIP)
     probs, _ = landmark_aae.encode(model, features) if len(features) else (np.zeros((0, len(classes))), None)
     sequence = probs.argmax(axis=1)
     out["clip"] = {

@@ -24,11 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
+from aae.hand_data import HAND_TEST_FRACTION, hand_test_split, load_hand_set
 from latentcast.assets import resolve, sha256_of
 from latentcast.errors import UserError, run_cli
 from latentcast.features import FEATURE_SPEC_VERSION
 
-HAND_TEST_FRACTION = 0.2  # the share aae.gestures holds out as its test split (same seed): never calibrate on it
 DEFAULT_ROWS = 512
 
 
@@ -82,12 +82,8 @@ def _subsample(n: int, rows: int, seed: int) -> np.ndarray:
 
 
 def hand_split(name: str = "baron105", seed: int = 0):
-    """(calibration pool, held-out test) of a shared hand set, split exactly as aae.gestures splits it."""
-    from aae import landmark_data
-
-    data = landmark_data.load_hand_set(name)
-    rest, test = landmark_data.stratified_split(data.y, HAND_TEST_FRACTION, seed=seed)
-    return data.subset(rest), data.subset(test)
+    """(calibration pool, held-out test) of a hand set: the one split, `aae.hand_data.hand_test_split`."""
+    return hand_test_split(load_hand_set(name), seed)
 
 
 def hand_set(name: str = "baron105", rows: int = DEFAULT_ROWS, seed: int = 0) -> CalibrationSet:
@@ -106,19 +102,19 @@ def hand_set(name: str = "baron105", rows: int = DEFAULT_ROWS, seed: int = 0) ->
 
 def face_set(rows: int = DEFAULT_ROWS, seed: int = 0, per_class: int = 10) -> CalibrationSet:
     """Face calibration rows: features of every face photo in the mirror, plus the expression recipe's rows
-    synthesised on those real faces (aae.landmark_data, docs/DATA.md) so that the INT8 ranges cover open
+    synthesised on those real faces (aae.face_recipe, docs/DATA.md) so that the INT8 ranges cover open
     mouths, closed eyes and raised brows that the photos alone do not show."""
-    from aae import landmark_data
+    from aae import face_data, face_recipe
 
-    faces = landmark_data.load_faces()
-    labelled, free = landmark_data.expression_dataset(per_class, seed=seed, faces=faces)
+    faces = face_data.load_faces()
+    labelled, free = face_recipe.expression_dataset(per_class, seed=seed, faces=faces)
     x = np.concatenate([labelled.x, free.x])
     pick = _subsample(len(x), rows, seed)
     real = sorted({photo.key for photo, _ in faces})
     sources = [{"asset": key, "sha256": sha256_of(resolve(key))} for key in real]
     sources.append(
         {
-            "recipe": "aae.landmark_data.expression_dataset (docs/DATA.md)",
+            "recipe": "aae.face_recipe.expression_dataset (docs/DATA.md)",
             "per_class": per_class,
             "seed": seed,
             "rows_available": len(x),
@@ -131,9 +127,9 @@ def face_set(rows: int = DEFAULT_ROWS, seed: int = 0, per_class: int = 10) -> Ca
 
 def session_set(path: str | Path, rows: int = DEFAULT_ROWS, seed: int = 0) -> CalibrationSet:
     """Calibration rows from a recorded face session (edge/record.py's .npz), frames with a face only."""
-    from aae import landmark_data
+    from aae import face_data
 
-    session = landmark_data.load_session(path)
+    session = face_data.load_session(path)
     pick = _subsample(len(session), rows, seed)
     source = {"file": Path(path).name, "sha256": sha256_of(Path(path)), "rows": len(pick), "kind": "recorded session"}
     return CalibrationSet(session.x[pick], [source], Path(path).stem, FEATURE_SPEC_VERSION)

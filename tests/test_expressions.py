@@ -5,28 +5,28 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from aae import expressions, landmark_aae, landmark_data
+from aae import expressions, face_data, face_recipe, landmark_aae
 from latentcast import features
 from latentcast.assets import resolve
 from latentcast.errors import UserError, run_cli
 
 NAMES = features.FACE_FEATURE_NAMES
-CLASSES = landmark_data.EXPRESSION_CLASSES
+CLASSES = face_data.EXPRESSION_CLASSES
 
 
 @pytest.fixture(scope="module")
 def faces():
-    return landmark_data.load_faces()
+    return face_data.load_faces()
 
 
 @pytest.fixture(scope="module")
 def recipe(faces):
-    return landmark_data.expression_dataset(per_class=6, faces=faces)
+    return face_recipe.expression_dataset(per_class=6, faces=faces)
 
 
 def test_every_photo_with_a_face_is_found(faces):
     people = {photo.person for photo, _ in faces}
-    assert {f"london_{i}" for i in landmark_data.LONDON_IDS} <= people and "lisa" in people
+    assert {f"london_{i}" for i in face_data.LONDON_IDS} <= people and "lisa" in people
     assert sum(photo.label == "smile" for photo, _ in faces) == 6
     for _, face in faces:
         assert face.landmarks.shape == (478, 3) and face.blendshapes.shape == (52,)
@@ -34,9 +34,9 @@ def test_every_photo_with_a_face_is_found(faces):
 
 def test_landmark_cache_returns_what_mediapipe_gave(tmp_path):
     key = "data/face_expressions/london_set/neutral/004_03.jpg"
-    first = landmark_data.face_from_asset(key, cache=tmp_path)
+    first = face_data.face_from_asset(key, cache=tmp_path)
     assert len(list(tmp_path.glob("face-*.npz"))) == 1
-    second = landmark_data.face_from_asset(key, cache=tmp_path)
+    second = face_data.face_from_asset(key, cache=tmp_path)
     assert np.array_equal(first.landmarks, second.landmarks) and second.image_size == first.image_size
 
 
@@ -50,7 +50,7 @@ def test_recipe_yields_all_classes_with_the_right_feature_size(recipe):
 
 def test_head_frame_round_trip_leaves_features_unchanged(faces):
     _, face = faces[0]
-    again = landmark_data.from_head_frame(face, landmark_data.to_head_frame(face), face.blendshapes)
+    again = face_recipe.from_head_frame(face, face_recipe.to_head_frame(face), face.blendshapes)
     assert np.allclose(again.features(), face.features(), atol=1e-4)
 
 
@@ -67,18 +67,18 @@ def test_head_frame_round_trip_leaves_features_unchanged(faces):
     ],
 )
 def test_synthesis_moves_the_right_features(faces, label, feature, sign):
-    smile = landmark_data.smile_direction(faces)
+    smile = face_recipe.smile_direction(faces)
     rng = np.random.default_rng(0)
     base = next(face for photo, face in faces if photo.label == "neutral")
     column = NAMES.index(feature)
-    neutral = np.mean([landmark_data.synthesize(base, "neutral", smile, rng).features()[column] for _ in range(10)])
-    moved = np.mean([landmark_data.synthesize(base, label, smile, rng).features()[column] for _ in range(10)])
+    neutral = np.mean([face_recipe.synthesize(base, "neutral", smile, rng).features()[column] for _ in range(10)])
+    moved = np.mean([face_recipe.synthesize(base, label, smile, rng).features()[column] for _ in range(10)])
     assert sign * (moved - neutral) > 0.02, (neutral, moved)
 
 
 def test_smile_direction_leaves_the_held_out_person_out(faces):
-    all_pairs = landmark_data.smile_direction(faces)
-    without = landmark_data.smile_direction(faces, exclude={"london_025"})
+    all_pairs = face_recipe.smile_direction(faces)
+    without = face_recipe.smile_direction(faces, exclude={"london_025"})
     assert "london_025" in all_pairs.people and "london_025" not in without.people
     assert not np.allclose(all_pairs.points, without.points)
 
@@ -105,7 +105,7 @@ def session_file(tmp_path_factory):
 
 
 def test_session_rows_and_labels_are_read(session_file):
-    data = landmark_data.load_session(session_file)
+    data = face_data.load_session(session_file)
     assert data.x.shape == (6, features.FACE_FEATURE_DIM)
     assert data.y.tolist() == [0, -1, -1, -1, CLASSES.index("smile"), CLASSES.index("smile")]
 
@@ -117,7 +117,7 @@ def test_session_with_wrong_feature_size_is_a_clear_error(session_file, tmp_path
     arrays["face_features"] = np.zeros((len(arrays["face_features"]), 100), np.float32)
     bad = record.save_session(tmp_path / "old.npz", arrays)
     with pytest.raises(UserError, match="face features of size 100, expected 186"):
-        landmark_data.load_session(bad)
+        face_data.load_session(bad)
 
 
 def test_session_with_unknown_label_or_missing_file_is_a_clear_error(session_file, tmp_path):
@@ -128,9 +128,9 @@ def test_session_with_unknown_label_or_missing_file_is_a_clear_error(session_fil
     copy = shutil.copy(session_file, tmp_path / "copy.npz")
     record.label(copy, "1", "smirk")
     with pytest.raises(UserError, match="'smirk'"):
-        landmark_data.load_session(copy)
+        face_data.load_session(copy)
     with pytest.raises(UserError, match="does not exist"):
-        landmark_data.load_session(tmp_path / "nope.npz")
+        face_data.load_session(tmp_path / "nope.npz")
 
 
 def test_quick_expression_model_learns_the_recipe_and_writes_its_card(tmp_path, faces, session_file):

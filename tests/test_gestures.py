@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from aae import gestures, landmark_aae, landmark_data
+from aae import datasets, gestures, hand_data, landmark_aae
 from latentcast import features, open_set
 from latentcast.errors import UserError
 
@@ -21,37 +21,37 @@ def quick_model():
 
 
 def test_baron105_loads_with_its_11_classes():
-    data = landmark_data.load_hand_set("baron105")
+    data = hand_data.load_hand_set("baron105")
     assert data.x.shape == (5073, 42) and data.x.dtype == np.float32
     assert data.classes[0] == "thumbs_up" and len(data.classes) == 11  # BOM stripped, no trailing blank
     assert np.allclose(np.abs(data.x).max(axis=1), 1.0) and np.all(data.x[:, :2] == 0)
 
 
 def test_kinivi_maps_onto_baron_names():
-    classes = landmark_data.load_hand_set("baron105").classes
-    kinivi = landmark_data.load_kinivi_as_baron(classes)
+    classes = hand_data.load_hand_set("baron105").classes
+    kinivi = hand_data.load_kinivi_as_baron(classes)
     assert len(kinivi) == 4787
     assert {classes[i] for i in np.unique(kinivi.y)} == {"open_palm", "closed_fist", "pointing", "ok"}
 
 
 def test_stratified_split_holds_out_every_class_and_is_disjoint():
     y = np.repeat(np.arange(5), [10, 20, 3, 40, 2])
-    train, held = landmark_data.stratified_split(y, 0.2, seed=1)
+    train, held = datasets.stratified_split(y, 0.2, seed=1)
     assert not set(train) & set(held) and len(train) + len(held) == len(y)
     assert set(y[held]) == set(range(5)) and set(y[train]) == set(range(5))
 
 
 def test_pick_labelled_keeps_a_share_of_every_class():
     y = np.repeat(np.arange(4), 100)
-    few = landmark_data.pick_labelled(y, label_fraction=0.1)
+    few = datasets.pick_labelled(y, label_fraction=0.1)
     assert np.bincount(few[few >= 0]).tolist() == [10, 10, 10, 10]
     assert (few == -1).sum() == 360
-    assert (landmark_data.pick_labelled(y, nlabels=8) >= 0).sum() == 8
+    assert (datasets.pick_labelled(y, nlabels=8) >= 0).sum() == 8
 
 
 def test_augmentation_keeps_the_csv_convention():
-    data = landmark_data.load_hand_set("baron105").subset(np.arange(50))
-    x, y = landmark_data.augment_hands(data.x, data.y, copies=2)
+    data = hand_data.load_hand_set("baron105").subset(np.arange(50))
+    x, y = hand_data.augment_hands(data.x, data.y, copies=2)
     assert x.shape == (150, 42) and len(y) == 150
     assert np.allclose(np.abs(x).max(axis=1), 1.0, atol=1e-6) and np.all(x[:, :2] == 0)
     assert not np.allclose(x[50:100], data.x)  # copies really differ
@@ -83,7 +83,7 @@ def test_model_card_has_the_contract_fields(tmp_path, quick_model):
     assert stored["feature_spec_version"] == features.FEATURE_SPEC_VERSION
     assert stored["open_set"]["temperature"] > 0
     loaded, _loaded_card = landmark_aae.load(tmp_path)
-    x = landmark_data.load_hand_set("baron105").x[:5]
+    x = hand_data.load_hand_set("baron105").x[:5]
     y, z = landmark_aae.encode(loaded, x)
     assert y.shape == (5, 11) and z.shape == (5, stored["code_dim"]) and np.allclose(y.sum(axis=1), 1, atol=1e-5)
     assert np.allclose(y, landmark_aae.encode(model, x)[0], atol=1e-6)  # the checkpoint round-trips
@@ -93,7 +93,7 @@ def test_model_card_has_the_contract_fields(tmp_path, quick_model):
 def test_open_set_flags_out_of_class_shapes_more_than_known_ones(quick_model):
     model, card, _ = quick_model
     rule = open_set.OpenSetRule.from_dict(card["open_set"])
-    known = landmark_data.load_hand_set("baron105").x[::10]
+    known = hand_data.load_hand_set("baron105").x[::10]
     # out-of-class hand shapes: random joint positions, in the CSV convention (not a hand pose at all)
     rng = np.random.default_rng(0)
     strange = features.normalise_hand_points(rng.normal(size=(300, 21, 2)))
@@ -122,7 +122,7 @@ def test_missing_labels_file_is_a_clear_error(tmp_path):
     csv = tmp_path / "keypoint.csv"
     csv.write_text("0," + ",".join(["0.5"] * 42) + "\n")
     with pytest.raises(UserError, match=r"labels file .* does not exist"):
-        landmark_data.read_keypoint_csv(csv, tmp_path / "missing_labels.csv")
+        hand_data.read_keypoint_csv(csv, tmp_path / "missing_labels.csv")
 
 
 def test_wrong_column_count_and_unknown_class_are_clear_errors(tmp_path):
@@ -131,11 +131,11 @@ def test_wrong_column_count_and_unknown_class_are_clear_errors(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("0," + ",".join(["0.5"] * 40) + "\n")
     with pytest.raises(UserError, match="41 columns, expected 43"):
-        landmark_data.read_keypoint_csv(bad, labels)
+        hand_data.read_keypoint_csv(bad, labels)
     unknown = tmp_path / "unknown.csv"
     unknown.write_text("5," + ",".join(["0.5"] * 42) + "\n")
     with pytest.raises(UserError, match="names only 2 classes"):
-        landmark_data.read_keypoint_csv(unknown, labels)
+        hand_data.read_keypoint_csv(unknown, labels)
 
 
 def test_cli_rejects_unknown_class_without_traceback(capsys):
@@ -146,8 +146,8 @@ def test_cli_rejects_unknown_class_without_traceback(capsys):
 
 
 def test_kinivi_drops_rows_whose_class_was_excluded():
-    classes = [c for c in landmark_data.load_hand_set("baron105").classes if c != "ok"]
-    kinivi = landmark_data.load_kinivi_as_baron(classes)
+    classes = [c for c in hand_data.load_hand_set("baron105").classes if c != "ok"]
+    kinivi = hand_data.load_kinivi_as_baron(classes)
     assert len(kinivi) == 4787 - 337 and "ok" not in kinivi.classes
 
 
@@ -157,4 +157,17 @@ def test_negative_class_id_is_named_in_the_error(tmp_path):
     negative = tmp_path / "negative.csv"
     negative.write_text("-1," + ",".join(["0.5"] * 42) + "\n")
     with pytest.raises(UserError, match="class id -1: class ids start at 0"):
-        landmark_data.read_keypoint_csv(negative, labels)
+        hand_data.read_keypoint_csv(negative, labels)
+
+
+def test_training_benchmark_and_calibration_share_one_hand_test_split():
+    """Never calibrating on test rows holds because there is one split function, not two constants."""
+    from calibration.sets import hand_split
+
+    data = hand_data.load_hand_set("baron105")
+    train, val, test = hand_data.split_hand_set(data, seed=3)
+    pool, held_out = hand_split(seed=3)
+    np.testing.assert_array_equal(test.x, held_out.x)
+    assert len(train) + len(val) == len(pool) and len(test) == pytest.approx(0.2 * len(data), abs=len(data.classes))
+    pool_rows = {row.tobytes() for row in pool.x}
+    assert {row.tobytes() for row in train.x} <= pool_rows and {row.tobytes() for row in val.x} <= pool_rows
