@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-mirror", action="store_true", help="draw the character as the camera sees the user")
     p.add_argument("--still", type=Path, help="also save one tracked frame as PNG")
     p.add_argument("--summary", type=Path, help="write the run summary (latency percentiles, counts) as JSON")
+    p.add_argument("--serial", metavar="URI", help="also drive a microcontroller, e.g. serial:///dev/ttyACM0")
+    p.add_argument("--serial-map", type=Path, help="parameter -> actuator mapping TOML (firmware_bridge/puppet.toml)")
     p.add_argument("--curve-server-key", type=Path, help="CurveZMQ: the edge's public key file")
     p.add_argument("--curve-client-key", type=Path, help="CurveZMQ: this renderer's .key_secret file")
     add_trust_arguments(p)
@@ -98,14 +100,34 @@ def config_from_args(args: argparse.Namespace) -> RendererConfig:
     )
 
 
+def attach_serial(host: RendererHost, uri: str | None, mapping: Path | None):
+    """--serial/--serial-map: every animated frame also goes to the microcontroller (never blocking)."""
+    if mapping is None:
+        if uri:
+            raise UserError("--serial needs --serial-map FILE (see firmware_bridge/puppet.toml)")
+        return None
+    from firmware_bridge.output import FirmwareOutput, ParamsTap
+
+    bridge = FirmwareOutput.open(uri, mapping)
+    host.animator = ParamsTap(host.animator, bridge)
+    return bridge
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     set_trust_from_args(args)  # which bundle signatures to accept (latentcast.signing)
     config = config_from_args(args)
     host = RendererHost(config)
-    if host.output is None and config.vmc is None:
+    bridge = attach_serial(host, args.serial, args.serial_map)
+    if host.output is None and config.vmc is None and bridge is None:
         raise UserError("nothing to output here (no display): pass --out video.mp4, --out DIR or --vmc HOST:PORT")
-    summary = host.run()
+    try:
+        summary = host.run()
+    finally:
+        if bridge is not None:
+            bridge.close()
+    if bridge is not None:
+        summary["firmware"] = bridge.summary()
     if args.summary:
         write_summary(summary, args.summary)
     lat = summary["latency"]["capture_to_render"]

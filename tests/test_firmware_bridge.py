@@ -234,3 +234,25 @@ def test_params_tap_feeds_the_output_and_passes_everything_else_through(rig):
     before = out.stats.updates
     assert tap.update(None, 0.033).face.mouth_open == 0.5
     assert tap.stats == "animator stats" and out.stats.updates == before + 1
+
+
+def test_renderer_cli_drives_the_simulator(tools, tmp_path):
+    """`renderer.run --serial URI --serial-map FILE`: a real renderer run (no edge: idle motion, so the
+    tracking-lost rule holds the safe pose) feeding the C firmware on a pty."""
+    import json
+
+    with Simulator(tools["mcu_sim"], tmp_path / "ttyMCU") as sim:
+        summary = tmp_path / "summary.json"
+        cmd = [sys.executable, "-m", "renderer.run", "--endpoint", "tcp://127.0.0.1:59991", "--out",
+               str(tmp_path / "frames"), "--frames", "20", "--fps", "20", "--size", "160x90", "--summary",
+               str(summary), "--serial", sim.uri, "--serial-map", str(PUPPET)]  # fmt: skip
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        fw = json.loads(summary.read_text())["firmware"]
+        assert fw["output"]["updates"] == 20 and fw["link"]["connects"] == 1
+        assert wait_until(lambda: sim.last_targets() is not None, 2.0)
+        safe = [q16(c.safe) for c in load_mapping(PUPPET).channels]
+        assert sim.last_targets()["targets"] == safe
+    bad = subprocess.run([*cmd[:-4], "--serial", "serial:///dev/none"], capture_output=True, text=True, timeout=60,
+                         check=False)  # fmt: skip
+    assert bad.returncode == 2 and "--serial needs --serial-map" in bad.stderr and "Traceback" not in bad.stderr
