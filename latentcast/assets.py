@@ -8,13 +8,16 @@ Resolution order, first hit wins, and every hit is checksum-verified before use:
 4. a download from the official source into the cache (unless ``LATENTCAST_OFFLINE=1``).
 
 A file that fails its checksum is never used: an explicit or mirror file is an error that
-names the file; a cached one is replaced by a fresh download.
+names the file; a cached one is replaced by a fresh download. The catalog of keys, digests and
+sources is package data, `asset_catalog.json` (edit it by hand when an asset is added).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -87,20 +90,39 @@ def mirror_dir() -> Path | None:
     return path
 
 
-def lookup(key: str) -> Asset:
-    from latentcast.asset_catalog import CATALOG
+CATALOG_FILE = Path(__file__).with_name("asset_catalog.json")  # package data: key, sha256, size, urls per asset
 
+
+@functools.cache
+def catalog(path: Path = CATALOG_FILE) -> dict[str, Asset]:
+    """{key: Asset} from the catalog file (read once); a malformed entry is an error naming it."""
     try:
-        return CATALOG[key]
+        entries = json.loads(path.read_text())["assets"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise AssetError(f"asset catalog {path} is unreadable ({exc}): reinstall latentcast") from None
+    assets: dict[str, Asset] = {}
+    for number, entry in enumerate(entries):
+        try:
+            asset = Asset(entry["key"], tuple(entry["sha256"]), entry["size"], tuple(entry["urls"]))
+        except (KeyError, TypeError) as exc:
+            raise AssetError(f"asset catalog {path} entry {number} lacks {exc}: fix the entry") from None
+        bad = [d for d in asset.sha256 if len(d) != 64 or d.strip("0123456789abcdef")]
+        if asset.key in assets or not asset.sha256 or bad:
+            raise AssetError(f"asset catalog {path}: {asset.key} is listed twice or has a bad sha256: fix the entry")
+        assets[asset.key] = asset
+    return assets
+
+
+def lookup(key: str) -> Asset:
+    try:
+        return catalog()[key]
     except KeyError:
         raise AssetError(f"unknown asset {key!r}: run `python -m latentcast.assets list` for the known ones") from None
 
 
 def catalog_keys(prefix: str = "") -> list[str]:
     """Catalog keys under a prefix, e.g. ``catalog_keys("data/mnist/")``."""
-    from latentcast.asset_catalog import CATALOG
-
-    return sorted(k for k in CATALOG if k.startswith(prefix))
+    return sorted(k for k in catalog() if k.startswith(prefix))
 
 
 def resolve(key: str, explicit: str | os.PathLike[str] | None = None) -> Path:

@@ -72,3 +72,18 @@ def test_every_mirror_file_matches_the_catalog():
     assert not missing
     bad = {k: assets.check(assets.lookup(k), mirror / k) for k in assets.catalog_keys()}
     assert {k: v for k, v in bad.items() if v} == {}
+
+
+def test_catalog_is_package_data_and_a_bad_entry_is_named(tmp_path):
+    import json
+
+    entries = json.loads(assets.CATALOG_FILE.read_text())["assets"]
+    assert assets.CATALOG_FILE.suffix == ".json" and len(assets.catalog()) == len(entries) > 50
+    assert assets.lookup(KEY).sha256 == tuple(next(e["sha256"] for e in entries if e["key"] == KEY))
+    broken = tmp_path / "catalog.json"
+    broken.write_text(json.dumps({"assets": [{**entries[0], "sha256": ["abc"]}]}))
+    with pytest.raises(assets.AssetError, match=f"{entries[0]['key']} is listed twice or has a bad sha256"):
+        assets.catalog(broken)
+    broken.write_text(json.dumps({"assets": [{"key": "x"}]}))
+    with pytest.raises(assets.AssetError, match="entry 0 lacks 'sha256'"):
+        assets.catalog(broken)
