@@ -26,9 +26,12 @@ import numpy as np
 
 from edge.capture import Capture, Frame
 from edge.filters import OneEuroFilter, OneEuroParams
+from edge.labels import PartLabels
 from edge.publisher import Publisher
+from latentcast.hysteresis import HysteresisConfig
 from latentcast.protocol import (
     NO_MODEL,
+    Decision,
     FaceBlock,
     HandBlock,
     Handedness,
@@ -50,6 +53,7 @@ class FacePart:
     features: np.ndarray  # expression encoder input (latentcast.features.face_features)
     pose: np.ndarray  # yaw, pitch, roll in degrees
     points: np.ndarray  # [N, 2] normalised landmarks, for the preview drawing
+    gaze: np.ndarray | None = None  # [4] radians (latentcast.gaze.eye_gaze), None without iris landmarks
 
 
 @dataclass
@@ -110,7 +114,10 @@ class LoopStats:
 
 
 class _Filters:
-    """One One Euro filter per part over [y, z, vec3] at once (one call, not three: it is per frame).
+    """One One Euro filter per part over [z, vec3] at once (one call, not two: it is per frame).
+
+    The class probabilities y pass through unfiltered: a low-pass on them delays every label switch
+    (about 10 frames on a real clip); labels are steadied by hysteresis instead (edge/labels.py).
 
     Reset when the part disappears so a re-appearing hand never smears in from its old place.
     """
@@ -125,8 +132,8 @@ class _Filters:
         filt = self._filters.get(part)
         if filt is None:
             filt = self._filters[part] = OneEuroFilter(self.params)
-        out = filt(np.concatenate((y, z, vec3)), t)
-        return out[: y.size], out[y.size : y.size + z.size], out[y.size + z.size :]
+        out = filt(np.concatenate((z, vec3)), t)
+        return y, out[: z.size], out[z.size :]
 
     def reset(self, part: str) -> None:
         if part in self._filters:
@@ -282,9 +289,12 @@ class EdgeLoop:
         preview: Publisher | None = None,
         keep_timings: bool = False,
         status: StatusLine | None = None,
+        labels: HysteresisConfig | None = None,  # label hysteresis knobs (defaults: latentcast.hysteresis)
     ) -> None:
         self.capture, self.landmarks, self.publisher, self.encoders = capture, landmarks, publisher, encoders
         self.filters = _Filters(filter_params)
+        self.labels = PartLabels(labels)
+        self.judges = getattr(encoders, "judges", {})  # part -> PartJudge; stages without a rule have none
         self.source_id, self.max_hands, self.keep_timings, self.status = source_id, max_hands, keep_timings, status
         self.model_id = encoders.model_id if encoders is not None else NO_MODEL
         self.stats = LoopStats()
@@ -299,29 +309,43 @@ class EdgeLoop:
         face_block = FaceBlock()
         hand_blocks = _empty_hand_blocks()
         encoded: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        decisions: dict[str, Decision] = {}  # the open-set decision where its inputs are (edge/labels.py)
         if self.encoders is not None:
             if face is not None:
                 y, z = self.encoders.encode_face(face.features)
                 encoded["face"] = (y[0], z[0])
+                if "face" in self.judges:
+                    judge = self.judges["face"]
+                    decisions["face"] = self.labels.decide("face", judge, judge(face.features, y, z))
             slots = [slot for slot, hand in enumerate(hands) if hand is not None]
             if slots:  # both hands in one call: each call costs more than its arithmetic
-                y, z = self.encoders.encode_hand(np.stack([hands[slot].features for slot in slots]))
+                x = np.stack([hands[slot].features for slot in slots])
+                y, z = self.encoders.encode_hand(x)
+                verdict = self.judges["hands"](x, y, z) if "hands" in self.judges else None
                 for row, slot in enumerate(slots):
                     encoded[f"hand{slot}"] = (y[row], z[row])
+                    if verdict is not None:
+                        decisions[f"hand{slot}"] = self.labels.decide(f"hand{slot}", self.judges["hands"], verdict, row)
         marks["encoder"] = time.perf_counter_ns()
         if face is not None:
             y, z = encoded.get("face", (empty, empty))
-            face_block = FaceBlock(True, *self.filters("face", y, z, face.pose, t))
+            gaze = face.gaze  # smoothed with the head pose: both are continuous
+            vec = face.pose if gaze is None else np.concatenate((face.pose, gaze))
+            y, z, pose_gaze = self.filters("face", y, z, vec, t)
+            gaze = None if gaze is None else pose_gaze[3:]
+            face_block = FaceBlock(True, y, z, pose_gaze[:3], decisions.get("face"), gaze)
         else:
             self.filters.reset("face")
+            self.labels.reset("face")
         for slot, hand in enumerate(hands):
             part = f"hand{slot}"
             if hand is None:
                 self.filters.reset(part)
+                self.labels.reset(part)
                 continue
             y, z = encoded.get(part, (empty, empty))
             y, z, wrist = self.filters(part, y, z, hand.wrist, t)
-            hand_blocks[slot] = HandBlock(True, hand.handedness, y, z, wrist)
+            hand_blocks[slot] = HandBlock(True, hand.handedness, y, z, wrist, decisions.get(part))
         marks["filter"] = time.perf_counter_ns()
         tracking = (
             TrackingStatus.OK if face is not None or any(h is not None for h in hands) else TrackingStatus.NO_SUBJECT
@@ -373,6 +397,7 @@ class EdgeLoop:
         self._seq += 1
         self.stats.lost_messages += 1
         self.filters.reset_all()
+        self.labels.reset_all()
 
     # -------------------------------------------------------------------------------- run
     def run(self, max_frames: int | None = None, stop: threading.Event | None = None) -> LoopStats:

@@ -16,10 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.labels import PartJudge
 from edge.landmarks import FaceTracker, HandTracker, LandmarkerConfig
 from edge.loop import FacePart, HandPart
+from latentcast import open_set
 from latentcast.bundle import PART_MODELS
+from latentcast.errors import UserError
 from latentcast.features import FEATURE_SPEC_VERSION, face_features, hand_features, head_pose, wrist_position
+from latentcast.gaze import eye_gaze
 from latentcast.protocol import Handedness
 
 log = logging.getLogger(__name__)
@@ -61,7 +65,8 @@ class MediaPipeStage:
         features = face_features(raw.landmarks, raw.blendshapes, raw.image_size)
         if self.neutral is not None:  # the user's resting face maps to the model's neutral face
             features = self.neutral.apply(features)
-        return FacePart(features, head_pose(raw.transform), raw.landmarks[:, :2])
+        gaze = eye_gaze(raw.landmarks, raw.image_size)
+        return FacePart(features, head_pose(raw.transform), raw.landmarks[:, :2], gaze)
 
     def hand_parts(self, raw, image_size: tuple[int, int]) -> list[HandPart]:
         parts = []
@@ -181,6 +186,7 @@ class BundleEncoders:
         self.model_id = bundle.model_id
         self.face_encoder = self.hand_encoder = None
         self.classes: dict[str, list[str]] = {}
+        self.judges: dict[str, PartJudge] = {}  # part -> open-set rule + decoder (edge/labels.py)
         int8 = wants_int8(precision, providers)
         for part in parts:
             name = bundle.model_for(part)
@@ -192,6 +198,9 @@ class BundleEncoders:
                 path = bundle.encoder(name, int8=False)
             runner = _encoder_runner(path, providers)
             self.classes[name] = list(bundle.model_card(name).get("classes", []))
+            judge = _judge(bundle, name, providers)
+            if judge is not None:
+                self.judges[part] = judge
             if part == "face":
                 self.face_encoder = runner
             else:
@@ -207,6 +216,20 @@ class BundleEncoders:
     def encode_hand(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """features [N, 42] (both hands in one call) -> y [N, K], z [N, C]."""
         return _run_or_empty(self.hand_encoder, features)
+
+
+def _judge(bundle, name: str, providers: list[str] | None) -> PartJudge | None:
+    """The model card's open-set rule with the bundle's decoder, or None for a card without a rule."""
+    from latentcast.inference import DecoderSession
+
+    try:
+        rule = open_set.rule_from_block(bundle.model_card(name).get("open_set"), need_recon=True)
+    except ValueError as exc:
+        raise UserError(f"{name} model card: {exc}: retrain the model or rebuild the bundle") from None
+    if rule is None:
+        log.warning("%s model card has no open-set rule: labels are not decided on the edge", name)
+        return None
+    return PartJudge(rule, DecoderSession(bundle.decoder(name), threads=1, providers=providers or None))
 
 
 def _run_or_empty(runner, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

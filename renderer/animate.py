@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from latentcast.open_set import confident_label
+from latentcast.open_set import confident_label, label_name
 from latentcast.protocol import Handedness, LatentMessage, TrackingStatus
 from renderer import retarget
 from renderer.decode import BundleDecoders, PartDecoder
@@ -52,11 +52,14 @@ def _set_hand(hand: HandParams, features: np.ndarray, handedness: str) -> None:
     hand.dir_x, hand.dir_y = retarget.hand_direction(features, handedness)
 
 
-def _label(part: PartDecoder | None, y: np.ndarray) -> tuple[str, float]:
-    """(class name or "unknown", confidence) by the card's open-set rule; argmax and raw probability without one."""
-    if part is None or y.size == 0:
+def _label(part: PartDecoder | None, block) -> tuple[str, float]:
+    """(class name or "unknown", confidence): the edge's decision when the message has one (protocol v2:
+    full open-set rule + hysteresis); else (v1) the card's confidence half; without a rule argmax and raw p."""
+    if part is None or block.y.size == 0:
         return "", 0.0
-    return confident_label(y, part.classes, part.open_set)
+    if block.decision is not None:
+        return label_name(block.decision.label, part.classes), float(block.decision.confidence)
+    return confident_label(block.y, part.classes, part.open_set)
 
 
 class Animator:
@@ -99,7 +102,7 @@ class Animator:
         features = self._decode(part, block.y, block.z, msg.model_id)
         if features is not None:
             _set_face(face, features)
-            face.expression, face.expression_confidence = _label(part, block.y)
+            face.expression, face.expression_confidence = _label(part, block)
             self.stats.decoded_face += 1
         gaze = block.gaze  # measured from the irises (protocol v2): wins over the eyeLook* scores
         if gaze is not None and np.isfinite(gaze).all():
@@ -115,8 +118,8 @@ class Animator:
         features = self._decode(part, block.y, block.z, msg.model_id)
         if features is not None:
             _set_hand(hand, features, side.name.title())
-            hand.gesture, hand.gesture_confidence = _label(part, block.y)
-            hand.gesture_open_set = part.open_set is not None
+            hand.gesture, hand.gesture_confidence = _label(part, block)
+            hand.gesture_open_set = block.decision is not None or part.open_set is not None
             self.stats.decoded_hands += 1
         return hand
 

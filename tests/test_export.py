@@ -10,7 +10,14 @@ from _export_fixtures import gesture_model_dir
 
 from calibration.sets import hand_set, hand_split
 from export import onnx as onnx_export
-from export.quantize import METHODS, nonzero_zero_points, qdq_summary, quantize_encoder, zero_points
+from export.quantize import (
+    METHODS,
+    nonzero_zero_points,
+    output_heads,
+    qdq_summary,
+    quantize_encoder,
+    zero_points,
+)
 from latentcast.errors import UserError
 from latentcast.inference import DecoderSession, EncoderSession
 
@@ -76,10 +83,17 @@ def test_int8_qdq_is_symmetric_and_agrees_with_fp32(exported, method, per_channe
     out = exported["root"] / f"encoder.{method}.{per_channel}.onnx"
     int8 = quantize_encoder(fp32, out, exported["calib"].features, method, per_channel)
     points = zero_points(int8)
-    assert len(points) >= 6, "expected Q/DQ pairs on the weights and activations of every Gemm"
+    assert len(points) >= 4, "expected Q/DQ pairs on the weights and activations of the trunk's Gemms"
     assert all(np.all(v == 0) for v in points.values()), "TensorRT explicit quantization needs zero points of 0"
     assert {str(v.dtype) for v in points.values()} == {"int8"}
-    assert qdq_summary(int8)["quantize"] >= 3
+    assert qdq_summary(int8)["quantize"] >= 2
+    heads = set(output_heads(fp32))  # the y and z heads stay float: they decide the label
+    assert len(heads) == 2
+    graph = onnx.load(str(int8)).graph
+    dequantized = {out for n in graph.node if n.op_type == "DequantizeLinear" for out in n.output}
+    gemms = {n.name: n.input[1] in dequantized for n in graph.node if n.op_type == "Gemm"}  # INT8 weights?
+    assert heads <= gemms.keys() and not any(gemms[h] for h in heads)
+    assert sum(gemms.values()) == len(gemms) - 2  # every other Gemm runs in INT8
     held_out = exported["test"].x
     y32, _ = EncoderSession(fp32)(held_out)
     y8, _ = EncoderSession(int8)(held_out)
@@ -88,7 +102,7 @@ def test_int8_qdq_is_symmetric_and_agrees_with_fp32(exported, method, per_channe
 
 
 def test_calibration_methods_pick_different_ranges(exported, tmp_path):
-    """Entropy and percentile must really differ from minmax (onnxruntime's default bins make entropy == minmax)."""
+    """Percentile must really differ from minmax (a cut below the maximum)."""
     scales = {}
     for method in METHODS:
         features = exported["calib"].features
@@ -101,8 +115,8 @@ def test_calibration_methods_pick_different_ranges(exported, tmp_path):
             for t in model.graph.initializer
             if t.name.endswith("Gemm_output_0_scale")
         }
-    assert scales["minmax"] and scales["minmax"].keys() == scales["entropy"].keys()
-    for method in ("entropy", "percentile"):
+    assert scales["minmax"] and scales["minmax"].keys() == scales["percentile"].keys()
+    for method in ("percentile",):
         assert any(scales[method][k] < scales["minmax"][k] * 0.999 for k in scales["minmax"]), method
         assert all(scales[method][k] <= scales["minmax"][k] * 1.001 for k in scales["minmax"]), method
 

@@ -21,7 +21,7 @@ def encoders(tmp_path_factory):
     root = tmp_path_factory.mktemp("trt")
     calib = hand_set(rows=256)
     onnx_export.export_model(gesture_model_dir(root / "gesture"), root / "onnx", features=calib.features)
-    quantize_encoder(root / "onnx/encoder.onnx", root / "onnx/encoder.int8.onnx", calib.features, "entropy")
+    quantize_encoder(root / "onnx/encoder.onnx", root / "onnx/encoder.int8.onnx", calib.features, "minmax")
     return root / "onnx"
 
 

@@ -68,7 +68,7 @@ PUBLISHER = textwrap.dedent(
         else:
             frame = encode_latents(make_message(i))
         if mode == "garbage":
-            frame = [frame, frame[:20], b"LCLT\\x02\\x00" + frame[6:], b"nonsense"][i % 4]
+            frame = [frame, frame[:20], b"LCLT\\x09\\x00" + frame[6:], b"nonsense"][i % 4]
         t0 = time.perf_counter()
         pub.send(frame)
         worst = max(worst, time.perf_counter() - t0)
