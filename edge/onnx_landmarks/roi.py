@@ -65,7 +65,8 @@ def transform_rect(
 
 
 # HandLandmarksToRectCalculator works on 12 of the 21 landmarks; within them the wrist is 0 and
-# the index, middle and ring PIP joints are 4, 6 and 8.
+# what its constants call the index, middle and ring PIP joints are 4, 6 and 8, which in the full
+# 21-landmark list are the MCP joints 5, 9 and 13 (reproduced as MediaPipe runs it).
 _HAND_PARTIAL = (0, 1, 2, 3, 5, 6, 9, 10, 13, 14, 17, 18)
 
 
