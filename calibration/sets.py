@@ -27,7 +27,7 @@ import numpy as np
 from aae.hand_data import HAND_TEST_FRACTION, hand_test_split, load_hand_set
 from latentcast.assets import resolve, sha256_of
 from latentcast.errors import UserError, run_cli
-from latentcast.features import FEATURE_SPEC_VERSION
+from latentcast.features import FEATURE_SPEC_VERSION, check_feature_spec
 
 DEFAULT_ROWS = 512
 
@@ -72,6 +72,7 @@ def load_set(path: str | Path) -> CalibrationSet:
         features = np.asarray(data["features"], dtype=np.float32)
     if len(features) != info.get("rows"):
         raise UserError(f"{npz} has {len(features)} rows but {meta.name} says {info.get('rows')}: rebuild the set")
+    check_feature_spec(info.get("feature_spec_version"), f"calibration set {base}", "rebuild the set")
     return CalibrationSet(
         features, info.get("sources", []), info.get("name", base.name), info.get("feature_spec_version")
     )

@@ -32,6 +32,10 @@ def test_hand_set_provenance_round_trip(tmp_path):
     assert info["rows"] == 200 and info["dim"] == 42 and info["created"]
     again = load_set(path)
     np.testing.assert_array_equal(again.features, calib.features)
+    meta = path.with_suffix(".json")
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "feature_spec_version": -1}))
+    with pytest.raises(UserError, match=r"made for feature spec -1.*rebuild the set"):
+        load_set(path)
 
 
 def test_hand_set_never_draws_from_the_held_out_split():
