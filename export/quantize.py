@@ -79,12 +79,14 @@ def quantize_encoder(
     percentile: float = 99.999,
     input_name: str = "features",
     float_heads: bool = True,
+    float_nodes: Sequence[str] = (),
 ) -> Path:
     """Write a symmetric-QDQ INT8 copy of `fp32_path`, calibrated on `features` [N, D]; checks the zero points.
 
     `input_name` and any input shape serve other single-input models too (the landmark models' image crops).
 
     `float_heads` keeps the output heads (`output_heads`) in float: they are tiny and decide the label.
+    `float_nodes` names more nodes to keep float (a caller that knows its graph's heads, e.g. the landmark models).
     Ranges are computed here with onnxruntime's own calibrator (so the method's settings are ours, see
     `calibrator_options`) and handed to `quantize_static` as its calibration cache.
     """
@@ -102,7 +104,7 @@ def quantize_encoder(
         prepared = Path(scratch) / "prepared.onnx"
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
         op_types = sorted(_op_types(prepared) - KEEP_FLOAT_OPS)
-        keep_float = output_heads(prepared) if float_heads else []
+        keep_float = (output_heads(prepared) if float_heads else []) + list(float_nodes)
         calibrator = create_calibrator(
             prepared,
             op_types,
