@@ -9,7 +9,8 @@ it disappears), resynchronises on bad bytes (counted in `deframer.stats`), answe
 messages with ACKs, keeps the heartbeat watchdog and the time-sync estimate. The writer thread owns
 every write: ACKs and reliable commands first (retried until acked), then heartbeats and time-sync
 requests, then the newest actuator frame only (a value replaced before it went out is counted as
-superseded, never queued). A stalled port stalls the writer thread alone.
+superseded, never queued), paced to the wire time at the URI's baud so the OS transmit buffer holds
+no backlog of stale targets either. A stalled port stalls the writer thread alone.
 """
 
 from __future__ import annotations
@@ -189,6 +190,7 @@ class SerialLink:
         self._wd_lock = threading.Lock()
         self._seen: collections.deque[tuple[int, int]] = collections.deque(maxlen=16)
         self._need_delimiter = False
+        self._wire_free_at = 0.0  # writer thread: when the UART will have sent everything written so far
         self._threads: list[threading.Thread] = []
 
     # ---- the caller's side: none of these touch the port ----
@@ -427,9 +429,12 @@ class SerialLink:
                 out.append(encode_frame(p.message, p.seq))
             wake = min(wake, p.due - now)
         if self._latest_fresh and self._latest is not None:
-            out.append(encode_frame(self._latest, self._next_seq()))
-            self._latest_fresh = False
-            self.stats.actuator_sent += 1
+            if now >= self._wire_free_at:
+                out.append(encode_frame(self._latest, self._next_seq()))
+                self._latest_fresh = False
+                self.stats.actuator_sent += 1
+            else:  # the UART is still busy with earlier bytes: wait, and let newer values replace this one
+                wake = min(wake, self._wire_free_at - now)
         return out, (None if out else max(wake, 0.0))
 
     def _write_loop(self) -> None:
@@ -469,3 +474,6 @@ class SerialLink:
                 continue
             self.stats.frames_out += len(frames)
             self.stats.bytes_out += len(data)
+            # Pace actuator frames to what the wire carries at this baud (8N1: 10 bits a byte), so the
+            # OS transmit buffer never holds a queue of stale targets.
+            self._wire_free_at = max(self._wire_free_at, now) + len(data) * 10 / self.baud

@@ -33,6 +33,8 @@ typedef struct {
     const char *link;
     uint64_t written, dropped;
     int quiet;
+    uint16_t last[LC_MAX_CHANNELS]; /* the newest applied targets (also in quiet mode) */
+    uint8_t last_count;
     int flow_control; /* 1 during `flood`: wait for the tty instead of dropping (as fast as the host reads) */
 } sim_board_t;
 
@@ -59,6 +61,8 @@ static void uart_write(void *ctx, const uint8_t *data, size_t n) {
 
 static void apply_targets(void *ctx, const uint16_t *t, uint8_t n, uint64_t capture_us, int safe) {
     sim_board_t *b = ctx;
+    b->last_count = n;
+    memcpy(b->last, t, (size_t)n * sizeof t[0]);
     if (b->quiet && !safe) return;
     printf("{\"ev\": \"targets\", \"safe\": %d, \"capture_us\": %llu, \"t_us\": %llu, \"targets\": [", safe,
            (unsigned long long)capture_us, (unsigned long long)now_us(NULL));
@@ -116,10 +120,12 @@ static void stats(const lc_link_t *l, const sim_board_t *b) {
     const lc_rx_stats_t *s = &l->rx.stats;
     printf("{\"ev\": \"stats\", \"rx_frames\": %u, \"rx_errors\": %u, \"cobs_errors\": %u, \"crc_errors\": %u, "
            "\"actuator_frames\": %u, \"duplicates\": %u, \"safe_entries\": %u, \"retries\": %u, "
-           "\"events_dropped\": %u, \"state\": %u, \"tx_bytes\": %llu, \"tx_dropped_bytes\": %llu}\n",
+           "\"events_dropped\": %u, \"state\": %u, \"tx_bytes\": %llu, \"tx_dropped_bytes\": %llu, \"last\": [",
            s->frames, lc_rx_errors(s), s->cobs_errors, s->crc_errors, l->actuator_frames, l->duplicates,
            l->safe_entries, l->retries, l->events_dropped, l->state, (unsigned long long)b->written,
            (unsigned long long)b->dropped);
+    for (int i = 0; i < b->last_count; i++) printf(i ? ", %u" : "%u", b->last[i]);
+    printf("]}\n");
     fflush(stdout);
 }
 
