@@ -44,6 +44,8 @@ class BundleConfig:
     path: str = ""  # "" runs landmarks only (present flags + pose, empty y/z)
     precision: str = "auto"  # "auto": INT8 where TensorRT runs it, else FP32; "int8"; "fp32"
     providers: list[str] = field(default_factory=list)  # onnxruntime providers; [] = all available
+    trusted_keys: str = ""  # folder of trusted .pub keys; "" = $LATENTCAST_TRUSTED_KEYS or ~/.config/latentcast/...
+    allow_unsigned: bool = False  # load unsigned/untrusted bundles when trusted keys exist (development only)
 
 
 @dataclass
@@ -59,10 +61,11 @@ class PartsConfig:
 class StreamConfig:
     """`[stream]`: the publisher's sockets (edge.publisher.Publisher)."""
 
-    endpoint: str = "tcp://*:5555"
+    endpoint: str = "tcp://127.0.0.1:5555"  # this host only; off-device needs [curve] keys or insecure = true
     source_id: str = "edge0"  # carried in every message; tells devices apart behind a proxy
     preview: bool = False  # also publish JPEG previews (demo only) ...
-    preview_endpoint: str = "tcp://*:5556"  # ... on this separate socket
+    preview_endpoint: str = "tcp://127.0.0.1:5556"  # ... on this separate socket
+    insecure: bool = False  # true: allow an off-device endpoint without CurveZMQ (logged loudly at every start)
 
 
 @dataclass

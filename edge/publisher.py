@@ -15,6 +15,7 @@ from pathlib import Path
 
 import zmq
 
+from edge.keys import check_exposure, curve_server
 from latentcast.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -58,29 +59,31 @@ class Publisher:
     endpoint: str
     curve: CurveServerKeys | None = None
     sndhwm: int = 2
+    insecure: bool = False  # allow an off-host endpoint without CurveZMQ (logged loudly; edge.keys.check_exposure)
     stats: PublisherStats = field(default_factory=PublisherStats)
 
     def __post_init__(self) -> None:
+        check_exposure(
+            self.endpoint,
+            "stream endpoint",
+            secured=self.curve is not None,
+            insecure=self.insecure,
+            fix="set curve.server_secret_key (python -m edge.keys), bind 127.0.0.1 or set stream.insecure = true",
+        )
         self._context = zmq.Context.instance()
-        self._auth = None
+        self._gate = None
         self.socket = self._context.socket(zmq.PUB)
         self.socket.setsockopt(zmq.SNDHWM, self.sndhwm)
         self.socket.setsockopt(zmq.CONFLATE, 1)
         self.socket.setsockopt(zmq.LINGER, 0)
         if self.curve is not None:
-            if self.curve.authorized_clients_dir is not None:
-                from zmq.auth.thread import ThreadAuthenticator
-
-                self._auth = ThreadAuthenticator(self._context)
-                self._auth.start()
-                self._auth.configure_curve(domain="*", location=str(self.curve.authorized_clients_dir))
-            self.socket.curve_server = True
-            self.socket.curve_publickey = self.curve.public
-            self.socket.curve_secretkey = self.curve.secret
+            # One ZAP authenticator per context, shared by the latent and preview sockets (edge.keys.CurveGate).
+            clients = self.curve.authorized_clients_dir
+            self._gate = curve_server(self.socket, self.curve.public, self.curve.secret, "edge", clients)
         try:
             self.socket.bind(self.endpoint)
         except zmq.ZMQError as exc:
-            self.socket.close(linger=0)
+            self.close()
             raise UserError(f"cannot bind {self.endpoint}: {exc}: pick another stream.endpoint / --endpoint") from None
         # tcp://*:0 style endpoints get a real port: report the one actually bound.
         self.bound_endpoint = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
@@ -97,5 +100,6 @@ class Publisher:
 
     def close(self) -> None:
         self.socket.close(linger=0)
-        if self._auth is not None:
-            self._auth.stop()
+        if self._gate is not None:
+            self._gate.release()
+            self._gate = None

@@ -1,4 +1,4 @@
-"""The edge service: `python -m edge.run --source csi://0 --bundle BUNDLE --endpoint tcp://*:5555`.
+"""The edge service: `python -m edge.run --source csi://0 --bundle BUNDLE --endpoint tcp://127.0.0.1:5555`.
 
 Reads the TOML config (`--config`, defaults in edge/default.toml), lets the common flags override
 it, builds capture -> MediaPipe -> encoders -> publisher, and runs until the source ends,
@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--neutral", help="per-user neutral calibration JSON (python -m calibration.neutral)")
     parser.add_argument("--preview", action="store_true", help="also publish JPEG previews (demo)")
     parser.add_argument("--preview-endpoint", help="PUB endpoint for previews, e.g. tcp://*:5556")
+    parser.add_argument("--insecure", action="store_true", help="allow an off-device endpoint without CurveZMQ keys")
     parser.add_argument("--quiet", action="store_true", help="no live status line")
     add_trust_arguments(parser)
     return parser
@@ -58,6 +59,7 @@ def overrides_from(args: argparse.Namespace) -> dict:
         "parts.hands": False if args.no_hands else None,
         "stream.preview": True if args.preview else None,
         "stream.preview_endpoint": args.preview_endpoint,
+        "stream.insecure": True if args.insecure else None,
     }
     return {key: value for key, value in pairs.items() if value is not None}
 
@@ -94,11 +96,11 @@ def build(cfg: EdgeConfig, stack: ExitStack, keep_timings: bool = False, status:
     curve = None
     if cfg.curve.server_secret_key:
         curve = CurveServerKeys.from_files(cfg.curve.server_secret_key, cfg.curve.authorized_clients or None)
-    publisher = Publisher(cfg.stream.endpoint, curve=curve)
+    publisher = Publisher(cfg.stream.endpoint, curve=curve, insecure=cfg.stream.insecure)
     stack.callback(publisher.close)
     preview = None
     if cfg.stream.preview:
-        preview = Publisher(cfg.stream.preview_endpoint, curve=curve)
+        preview = Publisher(cfg.stream.preview_endpoint, curve=curve, insecure=cfg.stream.insecure)
         stack.callback(preview.close)
     capture = Capture(open_reader(cfg.source.uri, cfg.source), cfg.source.pace, cfg.source.loop)
     loop = EdgeLoop(
@@ -132,7 +134,7 @@ def install_stop_signals(stop: threading.Event) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     cfg = load_config(args.config, overrides_from(args))
-    set_trust_from_args(args)  # which bundle signatures to accept (latentcast.signing)
+    set_trust_from_args(args, cfg.bundle.trusted_keys, cfg.bundle.allow_unsigned)  # which bundles to accept
     stop = threading.Event()
     install_stop_signals(stop)
     with ExitStack() as stack:
