@@ -9,6 +9,7 @@ Why these choices:
 - A model exported with a fixed batch of 1 gets a symbolic batch dimension at load time (the
   converted graphs reshape per sample, checked on the hand landmark model), so both hands go
   through one call.
+- On the CPU provider, PRelu is rewritten into an identical, faster form (`_prelu_for_cpu`).
 """
 
 from __future__ import annotations
@@ -58,18 +59,52 @@ def _fallback(have: set[str]) -> str:
     return next((p for p in _PREFERRED if p in have), "CPUExecutionProvider")
 
 
-def _with_dynamic_batch(path: Path) -> bytes | str:
-    """The model with a symbolic batch dimension when its input batch is fixed to 1, else its path."""
-    import onnx
-
-    model = onnx.load(str(path))
+def _dynamic_batch(model) -> None:
+    """A symbolic batch dimension when the input batch is fixed to 1 (both hands in one call)."""
     first = model.graph.input[0].type.tensor_type.shape.dim[0]
     if first.dim_param or first.dim_value != 1:
-        return str(path)
+        return
     for value in list(model.graph.input) + list(model.graph.output):
         value.type.tensor_type.shape.dim[0].dim_param = "batch"
     del model.graph.value_info[:]  # stale fixed shapes; onnxruntime infers them again
-    return model.SerializeToString()
+
+
+def _prelu_for_cpu(model) -> int:
+    """PRelu(x, a) -> x + (a - 1) * min(x, 0), exactly the same function; returns how many were rewritten.
+
+    onnxruntime's CPU PRelu kernel broadcasts its per-channel slope element by element: it took
+    55 % of the face landmark model's time (69 PRelu nodes), and the rewrite (three fast
+    element-wise kernels) makes that model 1.6x faster and the palm detector 1.4x (measured on
+    the 2-core machine). TensorRT and CUDA run PRelu natively, so only the CPU path is rewritten.
+    """
+    import onnx
+    from onnx import helper, numpy_helper
+
+    inits = {init.name: init for init in model.graph.initializer}
+    nodes, rewritten, used = [], 0, set()
+    for node in model.graph.node:
+        if node.op_type != "PRelu" or node.input[1] not in inits:
+            nodes.append(node)
+            used.update(node.input)
+            continue
+        slope = numpy_helper.to_array(inits[node.input[1]]).astype(np.float32)
+        scale = numpy_helper.from_array(slope - 1.0, f"{node.name}__a_minus_1")
+        zero = numpy_helper.from_array(np.zeros((), np.float32), f"{node.name}__zero")
+        model.graph.initializer.extend([scale, zero])
+        low, scaled = f"{node.output[0]}__min0", f"{node.output[0]}__scaled"
+        nodes.append(helper.make_node("Min", [node.input[0], zero.name], [low], name=f"{node.name}__min"))
+        nodes.append(helper.make_node("Mul", [low, scale.name], [scaled], name=f"{node.name}__mul"))
+        nodes.append(helper.make_node("Add", [node.input[0], scaled], [node.output[0]], name=f"{node.name}__add"))
+        used.update([node.input[0], zero.name, scale.name, low, scaled])
+        rewritten += 1
+    if rewritten:
+        del model.graph.node[:]
+        model.graph.node.extend(nodes)
+        keep = [init for init in model.graph.initializer if init.name in used]
+        del model.graph.initializer[:]
+        model.graph.initializer.extend(keep)
+        onnx.checker.check_model(model)
+    return rewritten
 
 
 @dataclass
@@ -104,9 +139,21 @@ def open_model(
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    source = _with_dynamic_batch(path) if dynamic_batch else str(path)
+    options.log_severity_level = 3  # errors only: the converted graphs make onnxruntime chatty
+    chosen = choose_providers(providers)
+    source: str | bytes = str(path)
+    cpu_only = chosen[0] == "CPUExecutionProvider"
     try:
-        session = ort.InferenceSession(source, sess_options=options, providers=choose_providers(providers))
+        if dynamic_batch or cpu_only:
+            import onnx
+
+            model = onnx.load(str(path))
+            if dynamic_batch:
+                _dynamic_batch(model)
+            if cpu_only:
+                _prelu_for_cpu(model)
+            source = model.SerializeToString()
+        session = ort.InferenceSession(source, sess_options=options, providers=chosen)
     except Exception as exc:  # onnxruntime raises its own exception types for a bad file
         raise UserError(f"onnxruntime cannot load landmark model {path} ({exc}): convert it again") from exc
     first = session.get_inputs()[0]
