@@ -128,6 +128,7 @@ class LinkStats:
     write_stalls: int = 0
     callback_errors: int = 0
     unexpected: int = 0  # valid frames of a type the host does not expect from an MCU
+    mcu_reboots: int = 0  # unasked MCU HELLOs (CONFIG is sent again)
 
 
 @dataclass
@@ -384,6 +385,13 @@ class SerialLink:
                 with self._cond:
                     if self._hello is not None and self._pending.pop(self._hello.seq, None) is not None:
                         self._hello.finish(Ack.OK)
+                    elif self._config_msg is not None and not any(
+                        isinstance(p.message, Config) for p in self._pending.values()
+                    ):  # an unasked HELLO: the MCU rebooted behind a port that stayed open; configure it again
+                        self.stats.mcu_reboots += 1
+                        p = Pending(self._config_msg, self._next_seq())
+                        self._pending[p.seq] = p
+                        self._cond.notify()
             return
         if isinstance(m, Button | Fault):
             with self._cond:

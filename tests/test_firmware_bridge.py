@@ -256,3 +256,18 @@ def test_renderer_cli_drives_the_simulator(tools, tmp_path):
     bad = subprocess.run([*cmd[:-4], "--serial", "serial:///dev/none"], capture_output=True, text=True, timeout=60,
                          check=False)  # fmt: skip
     assert bad.returncode == 2 and "--serial needs --serial-map" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_cli_monitor_and_check(tools, tmp_path):
+    with Simulator(tools["mcu_sim"], tmp_path / "ttyMCU") as sim:
+        sim.command("button 1 2")  # a long press: shown, runs nothing
+        proc = subprocess.run([sys.executable, "-m", "firmware_bridge.run", "monitor", "--serial", sim.uri,
+                               "--duration", "1.2", "--require-alive"], capture_output=True, text=True, timeout=60,
+                              check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "link up" in proc.stdout and "lc-mcu-sim: heartbeats" in proc.stdout
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[channels.jaw]\nchannel = 0\nparam = "face.mouth_open"\nrange = [0, 1]\nsafe = 2\n')
+    proc = subprocess.run([sys.executable, "-m", "firmware_bridge.run", "check", str(bad)], capture_output=True,
+                          text=True, timeout=60, check=False)  # fmt: skip
+    assert proc.returncode == 2 and "channels.jaw.safe" in proc.stderr and "Traceback" not in proc.stderr

@@ -208,3 +208,29 @@ def test_time_sync_estimates_offset_and_round_trip(sim):
         # Same machine, same CLOCK_MONOTONIC: the offset must be about zero, bounded by half the RTT.
         assert 0 < link.time.rtt_us < 100_000
         assert abs(link.time.offset_us) <= link.time.rtt_us / 2 + 1000
+
+
+def test_mcu_reboot_behind_an_open_port_gets_configured_again(raw_pty):
+    master, uri = raw_pty
+    os.set_blocking(master, False)
+    from firmware_bridge.protocol import Hello
+
+    with SerialLink(LinkConfig(uri, heartbeat_timeout_s=5.0, retry_s=0.02, max_tries=3)) as link:
+        assert wait_until(lambda: link.connected)
+        link.configure(Config(250, (q16(0.1),)))
+        time.sleep(0.2)  # nobody acks: given up
+        d = Deframer()
+
+        def configs() -> int:
+            n = 0
+            while True:
+                try:
+                    data = os.read(master, 65536)
+                except BlockingIOError:
+                    return n
+                n += sum(isinstance(f.message, Config) for f in d.feed(data))
+
+        configs()
+        os.write(master, encode_frame(Hello(Hello.ROLE_MCU, 1, 0, 0, 0, 100, 1, "rebooted"), 0))
+        assert wait_until(lambda: configs() > 0, 2.0)
+        assert link.stats.mcu_reboots == 1 and link.mcu.name == "rebooted"
