@@ -9,8 +9,9 @@ what a user needs is that it does not chatter. So:
   calibrated probability above the rule's `min_confidence`, reconstruction within the threshold);
 - hold it while its calibrated probability stays above a lower `leave` threshold and the
   reconstruction error within `recon_leave` x the rule's threshold, unless another class has taken
-  the argmax with a passing verdict;
-- once not held, switch to whatever the verdict (a class or unknown) has said for `dwell_frames`
+  the argmax with a passing verdict: inside that band an "unknown" verdict must last `hold_frames`
+  frames before the label drops to unknown;
+- otherwise switch to whatever the verdict (a class or unknown) has said for `dwell_frames`
   frames; until then the old label stays.
 
 A constant input therefore never switches twice, and a clean step switches `dwell_frames - 1`
@@ -30,9 +31,12 @@ UNKNOWN = -1  # same value as latentcast.open_set.UNKNOWN (kept here so this mod
 class HysteresisConfig:
     """One default per knob; the edge config's [labels] table overrides them."""
 
+    # Defaults measured with benchmarks/label_stability.py (docs/RESULTS.md): dwell 2 keeps switches within
+    # 2 frames; the wide leave band and recon_leave 3 stop a held class from blinking to unknown.
     dwell_frames: int = 2  # k: frames a new verdict must hold before the label follows it
-    leave_margin: float = 0.15  # leave threshold = enter threshold - margin (calibrated probability)
-    recon_leave: float = 1.5  # a held class is dropped when recon error > this x the rule's threshold
+    leave_margin: float = 0.3  # leave threshold = enter threshold - margin (calibrated probability)
+    recon_leave: float = 3.0  # a held class is dropped when recon error > this x the rule's threshold
+    hold_frames: int = 4  # inside the band, frames of an "unknown" verdict before the label drops to unknown
 
     def __post_init__(self) -> None:
         if self.dwell_frames < 1:
@@ -41,6 +45,8 @@ class HysteresisConfig:
             raise ValueError(f"leave_margin must be in [0, 1), not {self.leave_margin}")
         if self.recon_leave < 1.0:
             raise ValueError(f"recon_leave must be at least 1, not {self.recon_leave}")
+        if self.hold_frames < self.dwell_frames:
+            raise ValueError(f"hold_frames ({self.hold_frames}) must be at least dwell_frames ({self.dwell_frames})")
 
 
 class LabelHysteresis:
@@ -75,13 +81,13 @@ class LabelHysteresis:
             and (recon_ratio is None or recon_ratio <= self.config.recon_leave)
             and now in (UNKNOWN, current)  # another confident class breaks the hold
         )
-        if held or now == current:
+        if now == current:
             self._pending, self._count = current, 0
             return current
         if now == self._pending:
             self._count += 1
         else:
             self._pending, self._count = now, 1
-        if self._count >= self.config.dwell_frames:
+        if self._count >= (self.config.hold_frames if held else self.config.dwell_frames):
             self.label, self._count = now, 0
         return self.label

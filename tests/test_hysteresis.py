@@ -23,7 +23,7 @@ def run(labeler: LabelHysteresis, stream, ratios=None) -> list[int]:
 
 @pytest.mark.parametrize("k", [1, 2, 3, 5])
 def test_a_step_switches_within_k_frames(k):
-    labeler = LabelHysteresis(enter=0.6, config=HysteresisConfig(dwell_frames=k))
+    labeler = LabelHysteresis(enter=0.6, config=HysteresisConfig(dwell_frames=k, hold_frames=max(k, 4)))
     stream = [probs(4, 0, 0.9)] * 20 + [probs(4, 2, 0.9)] * 20
     out = run(labeler, stream)
     assert out[19] == 0
@@ -33,15 +33,21 @@ def test_a_step_switches_within_k_frames(k):
     assert out[k - 1] == 0 and (k == 1 or out[k - 2] == UNKNOWN)  # entering from unknown also waits k frames
 
 
-def test_a_constant_input_never_flickers_even_at_the_threshold():
+@pytest.mark.parametrize("p", [0.2, 0.45, 0.6, 0.6000001, 0.9])
+@pytest.mark.parametrize("ratio", [None, 0.5, 1.0, 1.0001, 5.0])
+def test_a_constant_input_never_flickers_even_on_a_threshold(p, ratio):
+    out = run(LabelHysteresis(enter=0.6), [probs(5, 1, p)] * 300, [ratio] * 300)
+    assert sum(a != b for a, b in itertools.pairwise(out)) <= 1  # at most the one entry
+    assert len(set(out[5:])) == 1
+
+
+def test_brief_dips_below_the_threshold_do_not_flicker():
     rng = np.random.default_rng(0)
     labeler = LabelHysteresis(enter=0.6)
-    # probabilities hovering around the enter threshold, as on a shape between two classes
-    stream = [probs(5, 1, float(p)) for p in np.clip(0.6 + rng.normal(0.0, 0.05, 600), 0.3, 0.95)]
+    # a held shape whose probability wobbles and dips under the enter threshold now and then
+    stream = [probs(5, 1, float(p)) for p in np.clip(0.7 + rng.normal(0.0, 0.05, 600), 0.3, 0.95)]
     out = run(labeler, stream)
-    switches = sum(a != b for a, b in itertools.pairwise(out))
-    assert switches <= 1  # entered once, then held (0.6 - margin is below every wobble that matters)
-    assert out[-1] == 1
+    assert sum(a != b for a, b in itertools.pairwise(out)) == 1 and out[-1] == 1
 
 
 def test_single_frame_outliers_do_not_switch_with_a_dwell_of_two():
@@ -53,12 +59,12 @@ def test_single_frame_outliers_do_not_switch_with_a_dwell_of_two():
 
 
 def test_held_class_drops_to_unknown_below_the_leave_threshold_or_on_a_bad_reconstruction():
-    labeler = LabelHysteresis(enter=0.6, config=HysteresisConfig(dwell_frames=2, leave_margin=0.2))
+    labeler = LabelHysteresis(enter=0.6, config=HysteresisConfig(dwell_frames=2, leave_margin=0.2, recon_leave=1.5))
     out = run(labeler, [probs(3, 0, 0.9)] * 3 + [probs(3, 0, 0.5)] * 3 + [probs(3, 0, 0.3)] * 3)
     assert out[2:6] == [0, 0, 0, 0]  # 0.5 is below enter (0.6) but above leave (0.4): held
     assert out[-1] == UNKNOWN
     labeler.reset()
-    ratios = [0.5] * 3 + [1.2] * 3 + [2.0] * 3  # 1.2 x the threshold: held; 2.0 > recon_leave 1.5: dropped
+    ratios = [0.5] * 3 + [1.2] * 3 + [2.0] * 3  # 1.2 x the threshold: held (3 < hold_frames); 2.0 > 1.5: dropped
     out = run(labeler, [probs(3, 0, 0.9)] * 9, ratios)
     assert out[2:6] == [0, 0, 0, 0] and out[-1] == UNKNOWN
 
@@ -68,8 +74,16 @@ def test_a_class_is_never_entered_while_its_reconstruction_is_out_of_range():
     assert set(run(labeler, [probs(3, 0, 0.99)] * 10, [1.01] * 10)) == {UNKNOWN}
 
 
+def test_a_sustained_unknown_verdict_inside_the_band_drops_the_class_after_hold_frames():
+    labeler = LabelHysteresis(enter=0.6, config=HysteresisConfig(dwell_frames=2, hold_frames=4))
+    out = run(labeler, [probs(3, 0, 0.9)] * 5 + [probs(3, 0, 0.5)] * 10)  # 0.5: in the band, verdict unknown
+    assert out[5:8] == [0, 0, 0] and out[8] == UNKNOWN  # the 4th unknown frame switches
+
+
 def test_bad_config_is_refused():
     with pytest.raises(ValueError, match="dwell_frames"):
         HysteresisConfig(dwell_frames=0)
     with pytest.raises(ValueError, match="recon_leave"):
         HysteresisConfig(recon_leave=0.5)
+    with pytest.raises(ValueError, match="hold_frames"):
+        HysteresisConfig(dwell_frames=3, hold_frames=2)
