@@ -26,6 +26,7 @@ from renderer.decode import BundleDecoders
 from renderer.latency import Histogram, LatencyTracker, same_host
 from renderer.output import FrameOutput, open_output
 from renderer.vmc import VMCConfig, VMCSender
+from renderer.web import WebConfig, WebRenderer
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ class RendererConfig:
     preview_endpoint: str | None = None  # the edge's preview socket, for --side-by-side
     side_by_side: bool = False
     vmc: VMCConfig | None = None
+    web: WebConfig | None = None  # also serve the browser (three-vrm) renderer: page + WebSocket
     out: str | None = None  # display://0, a .mp4/.avi, a PNG folder; None: a window if there is a display
     still: Path | None = None  # also save one representative tracked frame as PNG
     frames: int | None = None  # stop after this many rendered frames
@@ -108,6 +110,7 @@ class RendererHost:
             )
         self.preview = _Preview()
         self.vmc = VMCSender(cfg.vmc) if cfg.vmc else None
+        self.web = WebRenderer(cfg.web).start() if cfg.web else None
         self.output: FrameOutput | None = open_output(cfg.out, cfg.fps)
         self.still_candidates: list[np.ndarray] = []
         self.rendered = 0
@@ -198,6 +201,8 @@ class RendererHost:
         frame = self.drawer.render(params, status)
         if self.vmc is not None:
             self.vmc.send(params, t)
+        if self.web is not None:  # capture time on this host's clock: the page measures capture -> its frame
+            self.web.publish(params, (msg.capture_ns + self.latency.offset_ns()) / 1e6 if msg is not None else None)
         if self.preview_sub is not None:
             self._poll_preview()
             frame = compose_side_by_side(self.preview.pick(msg.seq if msg else None), frame)
@@ -213,6 +218,8 @@ class RendererHost:
             cv2.imwrite(str(self.config.still), self.still_candidates[len(self.still_candidates) // 2])
         if self.vmc is not None:
             self.vmc.close()
+        if self.web is not None:
+            self.web.close()
         if self.preview_sub is not None:
             self.preview_sub.socket.close(linger=0)
         self.sub.close()
@@ -241,9 +248,11 @@ class RendererHost:
                 "hands_decoded": a.decoded_hands,
                 "nonfinite_decoded": a.nonfinite_decoded,
             },
-            "latency": self.latency.summary(),
+            "latency": self.latency.summary()
+            | ({"capture_to_browser_frame": self.web.summary()["capture_to_browser_frame"]} if self.web else {}),
             "frame_time": render_times.summary(),
             "vmc": {"sent": self.vmc.sent, "errors": self.vmc.errors} if self.vmc else None,
+            "web": self.web.summary() if self.web else None,
             "output": self.config.out,
             "frames_written": self.output.frames if self.output else 0,
             "preview_frames": self.preview.received if self.preview_sub else None,

@@ -459,7 +459,7 @@ def _vrm1_extension(bone_node: dict[str, int], face_node: int, targets: dict[str
         return {"morphTargetBinds": binds, "isBinary": False, "overrideBlink": "none",
                 "overrideLookAt": "none", "overrideMouth": "none"}  # fmt: skip
 
-    range_map = {"inputMaxValue": 90.0, "outputScale": 12.0}
+    range_map = {"inputMaxValue": 30.0, "outputScale": 25.0}  # small painted eyes: turn them well
     return {
         "specVersion": "1.0",
         "meta": {
@@ -475,8 +475,7 @@ def _vrm1_extension(bone_node: dict[str, int], face_node: int, targets: dict[str
         "lookAt": {
             "type": "bone", "offsetFromHeadBone": [0.0, 0.105, 0.06],
             "rangeMapHorizontalInner": range_map, "rangeMapHorizontalOuter": range_map,
-            "rangeMapVerticalDown": {"inputMaxValue": 90.0, "outputScale": 10.0},
-            "rangeMapVerticalUp": {"inputMaxValue": 90.0, "outputScale": 10.0},
+            "rangeMapVerticalDown": range_map, "rangeMapVerticalUp": range_map,
         },
         "firstPerson": {"meshAnnotations": []},
     }
@@ -488,7 +487,7 @@ def _vrm0_extension(bone_node: dict[str, int], face_mesh: int, targets: dict[str
         binds = [] if name == "neutral" else [{"mesh": face_mesh, "index": targets[name], "weight": 100.0}]
         groups.append({"name": VRM0_NAMES[name], "presetName": VRM0_PRESETS.get(name, "unknown"), "binds": binds,
                        "materialValues": [], "isBinary": False})  # fmt: skip
-    curve = {"curve": [0, 0, 0, 1, 1, 1, 1, 0], "xRange": 90.0, "yRange": 12.0}
+    curve = {"curve": [0, 0, 0, 1, 1, 1, 1, 0], "xRange": 30.0, "yRange": 25.0}
     return {
         "exporterVersion": "latentcast-make_avatar",
         "specVersion": "0.0",
@@ -505,8 +504,7 @@ def _vrm0_extension(bone_node: dict[str, int], face_mesh: int, targets: dict[str
         "firstPerson": {
             "firstPersonBone": bone_node["Head"], "firstPersonBoneOffset": {"x": 0.0, "y": 0.105, "z": -0.06},
             "meshAnnotations": [], "lookAtTypeName": "Bone", "lookAtHorizontalInner": curve,
-            "lookAtHorizontalOuter": curve, "lookAtVerticalDown": {**curve, "yRange": 10.0},
-            "lookAtVerticalUp": {**curve, "yRange": 10.0},
+            "lookAtHorizontalOuter": curve, "lookAtVerticalDown": curve, "lookAtVerticalUp": curve,
         },
         "blendShapeMaster": {"blendShapeGroups": groups},
         "secondaryAnimation": {"boneGroups": [], "colliderGroups": []},

@@ -19,6 +19,7 @@ from latentcast.signing import add_trust_arguments, set_trust_from_args
 from latentcast.subscriber import CurveClientKeys
 from renderer.app import RendererConfig, RendererHost, write_summary
 from renderer.vmc import VMCConfig
+from renderer.web import WebConfig
 
 
 def preview_endpoint_for(endpoint: str) -> str:
@@ -34,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--endpoint", default="tcp://127.0.0.1:5555", help="the edge's latent socket (tcp://HOST:PORT)")
     p.add_argument("--bundle", type=Path, help="bundle directory or .tar.gz (its decoders); without: pose + idle only")
     p.add_argument("--vmc", metavar="HOST:PORT", help="also send VMC over OSC/UDP (VSeeFace, Warudo, ...; port 39539)")
+    p.add_argument("--web", type=int, metavar="PORT", help="also serve the 3D browser renderer at http://HOST:PORT/")
+    p.add_argument("--web-host", default="127.0.0.1", help="--web: address to listen on (0.0.0.0: other machines)")
+    p.add_argument("--web-avatar", type=Path, help="--web: the page's default .vrm (default: the generated avatar)")
     p.add_argument("--vmc-avatar", type=Path, help="VMC: the receiver's .vrm (rest pose, expressions; 0.x or 1.0)")
     p.add_argument("--vmc-mirror", action="store_true", help="VMC: the avatar moves as the user's mirror image")
     p.add_argument("--vmc-root", action="store_true", help="VMC: also send /VMC/Ext/Root/Pos (identity)")
@@ -62,6 +66,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def web_config(args: argparse.Namespace) -> WebConfig | None:
+    """--web PORT: the browser renderer, mirrored like the 2D character unless --no-mirror."""
+    if args.web is None:
+        return None
+    if not 0 <= args.web < 65536:
+        raise UserError(f"--web {args.web}: use a port in 1..65535 (0: any free port)")
+    if args.web_avatar is not None and not args.web_avatar.is_file():
+        raise UserError(f"--web-avatar {args.web_avatar} does not exist: pass a .vrm file")
+    return WebConfig(port=args.web, host=args.web_host, mirror=not args.no_mirror, avatar=args.web_avatar)
+
+
 def config_from_args(args: argparse.Namespace) -> RendererConfig:
     try:
         width, height = (int(v) for v in args.size.lower().split("x"))
@@ -86,6 +101,7 @@ def config_from_args(args: argparse.Namespace) -> RendererConfig:
         preview_endpoint=preview,
         side_by_side=args.side_by_side,
         vmc=vmc,
+        web=web_config(args),
         out=args.out,
         still=args.still,
         frames=args.frames,
@@ -118,9 +134,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     set_trust_from_args(args)  # which bundle signatures to accept (latentcast.signing)
     config = config_from_args(args)
     host = RendererHost(config)
+    if host.web is not None:
+        print(f"3D renderer: open {host.web.summary()['url']} in a browser", flush=True)
     bridge = attach_serial(host, args.serial, args.serial_map)
-    if host.output is None and config.vmc is None and bridge is None:
-        raise UserError("nothing to output here (no display): pass --out video.mp4, --out DIR or --vmc HOST:PORT")
+    if host.output is None and config.vmc is None and config.web is None and bridge is None:
+        raise UserError(
+            "nothing to output here (no display): pass --out video.mp4, --out DIR, --vmc HOST:PORT or --web PORT"
+        )
     try:
         summary = host.run()
     finally:

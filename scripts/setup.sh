@@ -26,4 +26,16 @@ if [ "$(cat "$cstamp" 2>/dev/null)" != "$cwant" ]; then
   .venv-convert/bin/python -m pip install -q --disable-pip-version-check -r requirements/convert.txt
   echo "$cwant" > "$cstamp"
 fi
+# The browser renderer's modules (three.js, three-vrm) from the lockfile, served locally by renderer.web.
+if command -v npm >/dev/null 2>&1; then
+  wstamp=renderer/web/node_modules/.latentcast-lock
+  wwant=$(sha256sum renderer/web/package-lock.json | cut -d' ' -f1)
+  if [ "$(cat "$wstamp" 2>/dev/null)" != "$wwant" ]; then
+    (cd renderer/web && npm ci --no-audit --no-fund --loglevel=error)
+    echo "$wwant" > "$wstamp"
+  fi
+else
+  echo "npm not found: the 3D browser renderer (--web) needs 'npm ci' in renderer/web" >&2
+fi
+.venv/bin/python scripts/make_avatar.py >/dev/null  # the default VRM avatar, from code (runs/avatar/)
 echo "latentcast environment ready: .venv ($(.venv/bin/python --version))"

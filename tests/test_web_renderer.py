@@ -1,0 +1,223 @@
+"""The browser renderer in a real browser: Debian's chromium (headless, SwiftShader WebGL) driven by Playwright.
+
+The host side is the real `renderer.web.WebRenderer` (HTTP + WebSocket on a free localhost port);
+the page loads three.js and three-vrm from `renderer/web/node_modules` (`npm ci` in scripts/setup.sh)
+and the generated default avatar. Poses are published as the render loop does, 30 times a second,
+and the checks read screenshots (pixels) and the page's own state. Skipped, with the reason, where
+chromium or the npm modules are missing (CI installs both: .ci/run and scripts/setup.sh).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from renderer.default_avatar import write
+from renderer.params import CharacterParams, FaceParams, HandParams
+from renderer.pose import PoseConfig
+from renderer.web import WEB_DIR, WebConfig, WebRenderer, frame_message
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install chromium)"),
+    pytest.mark.skipif(not (WEB_DIR / "node_modules" / "three").is_dir(), reason="needs `npm ci` in renderer/web"),
+]
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
+]  # fmt: skip
+
+REST = CharacterParams(
+    face=FaceParams(present=1),
+    left_hand=HandParams(present=1, wrist_x=0.7, wrist_y=0.85),
+    right_hand=HandParams(present=1, wrist_x=0.3, wrist_y=0.85),
+)
+ACTION = CharacterParams(
+    face=FaceParams(present=1, yaw=0.5, pitch=0.2, mouth_open=1.0, blink_left=1.0),
+    left_hand=HandParams(present=1, wrist_x=0.85, wrist_y=0.2, curls=(1, 1, 1, 1, 1)),
+    right_hand=HandParams(present=1, wrist_x=0.2, wrist_y=0.5, curls=(0, 0, 0, 0, 0)),
+)
+
+
+class Stream:
+    """Publishes `self.params` at 30 fps from a thread, as the renderer loop would."""
+
+    def __init__(self, web: WebRenderer) -> None:
+        self.web, self.params, self.running = web, REST, True
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while self.running:
+            self.web.publish(self.params, time.monotonic_ns() / 1e6)  # captured "now" on this host's clock
+            time.sleep(1 / 30)
+
+    def stop(self) -> None:
+        self.running = False
+        self.thread.join(2.0)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("chromium-profile")),  # a fresh --user-data-dir
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS, viewport={"width": 480, "height": 400},
+        )  # fmt: skip
+        yield context
+        context.close()
+
+
+@pytest.fixture
+def web():
+    w = WebRenderer(WebConfig(port=0, mirror=True)).start()
+    yield w
+    w.close()
+
+
+def _open(browser, web):
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(f"http://127.0.0.1:{web.port}/")
+    page.wait_for_function("window.__latentcast && window.__latentcast.vrm !== null", timeout=60_000)
+    return page, errors
+
+
+def _shot(page) -> np.ndarray:
+    import cv2
+
+    time.sleep(0.8)  # several frames at the new pose (smoothing happens on the host, not here)
+    image = cv2.imdecode(np.frombuffer(page.screenshot(), np.uint8), cv2.IMREAD_COLOR)
+    return image.astype(np.float32)
+
+
+def _avatar_area(image: np.ndarray) -> np.ndarray:
+    h, w = image.shape[:2]
+    return image[int(0.12 * h) : int(0.88 * h), int(0.1 * w) : int(0.9 * w)]  # no badge, no overlay text
+
+
+def _diff(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(_avatar_area(a) - _avatar_area(b)).mean())
+
+
+def test_the_avatar_follows_the_stream_and_shows_tracking_lost_when_it_stops(browser, web, tmp_path):
+    page, errors = _open(browser, web)
+    stream = Stream(web)
+    try:
+        page.wait_for_function("window.__latentcast.tracking === 'tracking'", timeout=20_000)
+        rest = _shot(page)
+        background = np.array([240, 230, 223], np.float32)  # #dfe6f0 as BGR
+        figure = np.abs(_avatar_area(rest) - background).sum(axis=2) > 40
+        assert figure.mean() > 0.05, "WebGL drew no avatar"  # SwiftShader renders: the figure is there
+        stream.params = ACTION
+        action = _shot(page)
+        stream.params = REST
+        back = _shot(page)
+        (tmp_path / "rest.png").write_bytes(page.screenshot())
+    finally:
+        stream.stop()
+    assert _diff(rest, action) > 4.0 * max(_diff(rest, back), 0.3), (_diff(rest, action), _diff(rest, back))
+    badge = rest[20:30, 18:40].mean(axis=(0, 1))  # BGR of the tracking badge
+    assert badge[1] > badge[2] + 40, "the badge is not green while tracked"
+    page.wait_for_function("window.__latentcast.tracking === 'lost'", timeout=5_000)
+    lost = _shot(page)
+    assert page.inner_text("#status") == "tracking lost"
+    badge = lost[20:30, 18:40].mean(axis=(0, 1))
+    assert badge[2] > badge[1] + 60, "the badge is not red after the stream stopped"
+    # The page measured capture -> its frame on the host's clock and reported it back.
+    latencies = list(web.browser_latency_ms)
+    assert len(latencies) > 10 and 0.0 <= float(np.median(latencies)) < 1000.0
+    assert web.summary()["capture_to_browser_frame"]["count"] == len(latencies)
+    assert not errors, errors
+    page.close()
+
+
+def test_a_dropped_vrm0_avatar_is_posed_like_the_default_one(browser, web, tmp_path):
+    """Drop a VRM 0.x file (the same figure, facing -Z) on the page: the same pose must look the same."""
+    page, errors = _open(browser, web)
+    stream = Stream(web)
+    stream.params = ACTION
+    try:
+        page.wait_for_function("window.__latentcast.tracking === 'tracking'", timeout=20_000)
+        v1 = _shot(page)
+        data = base64.b64encode(write(tmp_path / "mine.vrm", "0.x").read_bytes()).decode()
+        page.evaluate(
+            """(b64) => {
+                const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+                const dt = new DataTransfer();
+                dt.items.add(new File([bytes], 'mine.vrm'));
+                window.dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+            }""",
+            data,
+        )
+        page.wait_for_function("window.__latentcast.avatar === 'mine.vrm'", timeout=30_000)
+        assert page.evaluate("window.__latentcast.vrm0") is True
+        v0 = _shot(page)
+    finally:
+        stream.stop()
+    assert _diff(v1, v0) < 2.0, _diff(v1, v0)  # posed and facing the camera exactly as the 1.0 avatar
+    assert not errors, errors
+    page.close()
+
+
+def test_a_slow_client_does_not_grow_the_hosts_memory(web):
+    """A client that never reads after the handshake: frames are skipped (latest value), never queued."""
+
+    def rss_mb() -> float:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(10.0)
+    sock.connect(("127.0.0.1", web.port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    response = b""
+    while b"\r\n\r\n" not in response:
+        response += sock.recv(1)  # the handshake only; from here on this client reads nothing
+    assert response.startswith(b"HTTP/1.1 101")
+    try:
+        for _ in range(300):  # warm up: the buffers fill, allocations settle
+            web.publish(ACTION, 0.0)
+        time.sleep(0.3)
+        before, sent_before = rss_mb(), web.sent
+        n = 3000
+        for _ in range(n):
+            web.publish(ACTION, 0.0)
+        time.sleep(0.5)
+        grown = rss_mb() - before
+    finally:
+        sock.close()
+    assert web.clients == 1 and web.published == n + 300
+    assert web.sent - sent_before < 50, (web.sent, sent_before)  # the stalled client got none of the n: skipped
+    size = len(json.dumps(frame_message(ACTION, 1, 0.0, True, PoseConfig())))
+    assert grown < 0.25 * n * size / 2**20, f"host memory grew {grown:.1f} MB"  # queueing would add n * size
+
+
+def test_page_modules_are_served_locally_never_from_a_cdn(web):
+    import urllib.request
+
+    html = urllib.request.urlopen(f"http://127.0.0.1:{web.port}/", timeout=10).read().decode()
+    assert "/vendor/three/build/three.module.js" in html and "https://" not in html
+    js = urllib.request.urlopen(f"http://127.0.0.1:{web.port}/vendor/three/build/three.module.js", timeout=10)
+    assert js.headers["Content-Type"] == "text/javascript"
+    for bad in ("/vendor/../web.py", "/vendor/left-pad/index.js", "/etc/passwd"):
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(f"http://127.0.0.1:{web.port}{bad}", timeout=10)
+        assert err.value.code == 404
