@@ -5,12 +5,12 @@ the device must never see, and keeping them out of .venv keeps TensorFlow away f
 edge code paths. `export.landmark_models` runs this file as a subprocess, with `-I` (export/onnx.py beside this
 file would otherwise shadow the `onnx` package):
 
-    .venv-convert/bin/python export/landmark_convert_worker.py convert --job job.json
-    .venv-convert/bin/python export/landmark_convert_worker.py run --tflite X.tflite --inputs in.npz --out out.npz
+    .venv-convert/bin/python -I export/landmark_convert_worker.py convert --job job.json
+    .venv-convert/bin/python -I export/landmark_convert_worker.py run --job runs.json
 
 `convert` checks every model's input shape first (a wrong one is a one-line `ERROR:` on stderr and
 exit code 2), then converts each with tf2onnx (the Python API of `python -m tf2onnx.convert --tflite`).
-`run` feeds each sample of `inputs` (one batch-1 call per sample) to the TFLite interpreter.
+`run` feeds each sample of each input set (one batch-1 call per sample) to the TFLite interpreter.
 """
 
 from __future__ import annotations
@@ -61,18 +61,20 @@ def convert(job: dict) -> dict:
     return {"tensorflow": tf.__version__, "tf2onnx": tf2onnx.__version__, "opset": job["opset"]}
 
 
-def run(tflite: str, inputs: str, out: str) -> None:
-    interp = interpreter(tflite)
-    (detail,) = interp.get_input_details()
-    outputs = interp.get_output_details()
-    samples = np.load(inputs)["x"]
-    results: dict[str, list[np.ndarray]] = {o["name"]: [] for o in outputs}
-    for sample in samples:
-        interp.set_tensor(detail["index"], sample[None].astype(np.float32))
-        interp.invoke()
-        for o in outputs:
-            results[o["name"]].append(interp.get_tensor(o["index"]).copy())
-    np.savez(out, **{name: np.stack(values) for name, values in results.items()})
+def run(job: dict) -> None:
+    """Each entry {tflite, inputs, out}: every sample of inputs["x"] through the TFLite interpreter, one call each."""
+    for entry in job["runs"]:
+        interp = interpreter(entry["tflite"])
+        (detail,) = interp.get_input_details()
+        outputs = interp.get_output_details()
+        samples = np.load(entry["inputs"])["x"]
+        results: dict[str, list[np.ndarray]] = {o["name"]: [] for o in outputs}
+        for sample in samples:
+            interp.set_tensor(detail["index"], sample[None].astype(np.float32))
+            interp.invoke()
+            for o in outputs:
+                results[o["name"]].append(interp.get_tensor(o["index"]).copy())
+        np.savez(entry["out"], **{name: np.stack(values) for name, values in results.items()})
 
 
 def main() -> int:
@@ -81,19 +83,17 @@ def main() -> int:
     c = sub.add_parser("convert")
     c.add_argument("--job", required=True, help="JSON: {opset, models: [{name, tflite, onnx, input_shape}]}")
     r = sub.add_parser("run")
-    r.add_argument("--tflite", required=True)
-    r.add_argument("--inputs", required=True, help=".npz with x: [N, *input shape without batch]")
-    r.add_argument("--out", required=True)
+    r.add_argument("--job", required=True, help="JSON: {runs: [{tflite, inputs (.npz with x [N, ...]), out}]}")
     args = parser.parse_args()
     try:
+        with open(args.job) as stream:
+            job = json.load(stream)
         if args.action == "convert":
-            with open(args.job) as stream:
-                job = json.load(stream)
             versions = convert(job)
             with open(job["versions_out"], "w") as stream:
                 json.dump(versions, stream)
         else:
-            run(args.tflite, args.inputs, args.out)
+            run(job)
     except WrongModel as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         return 2

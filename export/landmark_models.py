@@ -6,7 +6,8 @@ tensorflow-cpu + tf2onnx, which live in their own venv (`.venv-convert`, made by
 from requirements/convert.txt) and run here as a subprocess (export/landmark_convert_worker.py):
 TensorFlow never enters .venv, let alone the device.
 
-    python -m export.landmark_models convert --out runs/landmarks     # convert + parity report
+    python -m export.landmark_models convert --out runs/landmarks   # TFLite -> ONNX, shapes checked
+    python -m export.landmark_models export --out runs/landmarks    # + INT8, parity on real crops (JSON)
     ensure_landmark_onnx()  # {name: Path}, converted once per .task sha256 into the asset cache
 
 Layout and I/O of every model: docs/EXPORT.md ("Landmark models").
@@ -27,6 +28,7 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -34,6 +36,9 @@ from edge.landmarks import FACE_MODEL_KEY, HAND_MODEL_KEY
 from latentcast.assets import cache_dir as asset_cache_dir
 from latentcast.assets import resolve, sha256_of
 from latentcast.errors import UserError, run_cli
+
+if TYPE_CHECKING:
+    from calibration.landmark_crops import LandmarkCrops
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +61,9 @@ class LandmarkModel:
     input_shape: tuple[int, ...]  # without the batch axis
     input_range: tuple[float, float] | None  # pixel value range the model expects (None: not an image)
     dynamic_batch: bool = False  # True: ONNX batch axis "batch" (both hands in one call), else fixed 1
+    int8_method: str | None = "minmax"  # calibration method of its INT8 copy; None: shipped FP32 only
+    int8_percentile: float = 99.999  # for int8_method "percentile"
+    fp32_only_why: str = ""  # why there is no INT8 copy (reported and written to the manifest)
 
     @property
     def member(self) -> str:
@@ -65,13 +73,31 @@ class LandmarkModel:
     def onnx_name(self) -> str:
         return f"{self.name}.onnx"
 
+    @property
+    def int8_name(self) -> str:
+        return f"{self.name}.int8.onnx"
 
+
+# INT8 choices, measured on held-out real crops (docs/EXPORT.md, "Landmark models"). Detection runs in a
+# background worker off the per-frame path, so INT8 would buy little there, and it moved the best
+# anchor's score by up to 0.6: FP32. The face mesh needs percentile calibration (minmax flipped its
+# presence flag on 2 of 9 faces); the blendshape model misses the 0.02 MAE goal in INT8 (0.027).
+_DETECTOR_FP32 = "detection runs off the per-frame path; INT8 moved the best anchor's score by up to 0.6"
 MODELS = (
-    LandmarkModel("hand_detector", "hand", (192, 192, 3), (0.0, 1.0)),
+    LandmarkModel("hand_detector", "hand", (192, 192, 3), (0.0, 1.0), int8_method=None, fp32_only_why=_DETECTOR_FP32),
     LandmarkModel("hand_landmarks_detector", "hand", (224, 224, 3), (0.0, 1.0), dynamic_batch=True),
-    LandmarkModel("face_detector", "face", (128, 128, 3), (-1.0, 1.0)),
-    LandmarkModel("face_landmarks_detector", "face", (256, 256, 3), (0.0, 1.0)),
-    LandmarkModel("face_blendshapes", "face", (146, 2), None),
+    LandmarkModel("face_detector", "face", (128, 128, 3), (-1.0, 1.0), int8_method=None, fp32_only_why=_DETECTOR_FP32),
+    LandmarkModel(
+        "face_landmarks_detector", "face", (256, 256, 3), (0.0, 1.0), int8_method="percentile", int8_percentile=99.99
+    ),
+    LandmarkModel(
+        "face_blendshapes",
+        "face",
+        (146, 2),
+        None,
+        int8_method=None,
+        fp32_only_why="INT8 missed the 0.02 blendshape MAE goal (0.027, worst 0.46); 2 ms in FP32",
+    ),
 )
 MODEL_BY_NAME = {m.name: m for m in MODELS}
 
@@ -235,6 +261,170 @@ def convert(out_dir: str | Path, face_task: str | Path | None = None, hand_task:
     return report
 
 
+def tflite_outputs(inputs: dict[str, np.ndarray], tasks: dict[str, Path]) -> dict[str, dict[str, np.ndarray]]:
+    """{model: {output name: [N, ...]}}: the TFLite originals (from the .task files) on `inputs`, one call a sample."""
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        members = extract(tasks, folder)
+        runs = []
+        for name, x in inputs.items():
+            given, made = folder / f"{name}.in.npz", folder / f"{name}.out.npz"
+            np.savez(given, x=x)
+            runs.append({"tflite": str(members[name]), "inputs": str(given), "out": str(made)})
+        (folder / "runs.json").write_text(json.dumps({"runs": runs}))
+        _worker(["run", "--job", str(folder / "runs.json")])
+        return {name: dict(np.load(folder / f"{name}.out.npz")) for name in inputs}
+
+
+def onnx_outputs(path: Path, x: np.ndarray) -> dict[str, np.ndarray]:
+    """{output name: [N, ...]} of an ONNX model on `x`, one batch-1 call a sample (as TFLite is run)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    names = [o.name for o in session.get_outputs()]
+    runs = [session.run(None, {name: sample[None]}) for sample in x.astype(np.float32)]
+    return {out: np.stack([r[i] for r in runs]) for i, out in enumerate(names)}
+
+
+def differences(reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray]) -> dict[str, dict]:
+    """Per output: max and mean abs difference, and the reference's own scale (max abs), matched by name."""
+    if set(reference) != set(candidate):
+        raise RuntimeError(f"outputs differ: reference {sorted(reference)}, candidate {sorted(candidate)}")
+    out = {}
+    for key, ref in reference.items():
+        ref2, got2 = ref.reshape(len(ref), -1), candidate[key].reshape(len(ref), -1)
+        diff = np.abs(ref2.astype(np.float64) - got2)
+        out[key] = {
+            "max_abs": float(diff.max()),
+            "mean_abs": float(diff.mean()),
+            "ref_max_abs": float(np.abs(ref2).max()),
+        }
+    return out
+
+
+def parity(files: dict[str, Path], inputs: dict[str, np.ndarray], tasks: dict[str, Path] | None = None) -> dict:
+    """ONNX vs the TFLite original of every model in `inputs`, on those (real) inputs."""
+    reference = tflite_outputs(inputs, tasks or task_paths())
+    report = {}
+    for name, x in inputs.items():
+        outputs = differences(reference[name], onnx_outputs(files[name], x))
+        report[name] = {"inputs": len(x), "max_abs": max(o["max_abs"] for o in outputs.values()), "outputs": outputs}
+    return report
+
+
+HEAD_PASS_THROUGH = {"Reshape", "Squeeze", "Unsqueeze", "Transpose", "Identity", "Sigmoid", "Concat", "Flatten"}
+
+
+def head_nodes(path: Path) -> list[str]:
+    """The Conv/Gemm layers that make each output, through reshapes, concats and sigmoids: kept float in INT8."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    producer = {out: node for node in graph.node for out in node.output}
+    found, seen, stack = [], set(), [o.name for o in graph.output]
+    while stack:
+        node = producer.get(stack.pop())
+        if node is None or node.name in seen:
+            continue
+        seen.add(node.name)
+        if node.op_type in ("Conv", "Gemm", "MatMul"):
+            found.append(node.name)
+        elif node.op_type in HEAD_PASS_THROUGH:
+            stack.extend(node.input)
+    return found
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -60, 60)))
+
+
+def task_agreement(name: str, fp32: dict[str, np.ndarray], other: dict[str, np.ndarray]) -> dict:
+    """What the edge reads from each model, compared: landmark error as % of the crop side, flag agreement,
+    the detectors' best anchor and its score (raw max abs differences of logits say little on their own)."""
+    model = MODEL_BY_NAME[name]
+    if name.endswith("_landmarks_detector"):
+        points = "Identity"
+        presence = "Identity_1"
+        side = model.input_shape[0]
+        a = fp32[points].reshape(len(fp32[points]), -1, 3)[..., :2]
+        b = other[points].reshape(len(other[points]), -1, 3)[..., :2]
+        flag_a, flag_b = fp32[presence].reshape(-1), other[presence].reshape(-1)
+        if name == "face_landmarks_detector":  # a logit there; the hand model's is already a probability
+            flag_a, flag_b = _sigmoid(flag_a), _sigmoid(flag_b)
+        # the issue's units: hand size (wrist to middle-finger MCP), inter-ocular (outer eye corners) distance
+        i, j = (0, 9) if name == "hand_landmarks_detector" else (33, 263)
+        scale = np.linalg.norm(a[:, i] - a[:, j], axis=-1)[:, None]
+        error = np.linalg.norm(a - b, axis=-1) / scale * 100
+        out = {
+            "landmark_median_error_pct": float(np.median(error)),
+            "landmark_p95_error_pct": float(np.percentile(error, 95)),
+            "landmark_mean_error_pct_of_crop": float(np.linalg.norm(a - b, axis=-1).mean() / side * 100),
+            "presence_agreement": float(np.mean((flag_a > 0.5) == (flag_b > 0.5))),
+            "presence_max_abs": float(np.abs(flag_a - flag_b).max()),
+        }
+        if name == "hand_landmarks_detector":
+            out["handedness_agreement"] = float(np.mean((fp32["Identity_2"] > 0.5) == (other["Identity_2"] > 0.5)))
+        return out
+    if name.endswith("_detector"):
+        boxes, scores = ("Identity", "Identity_1") if name == "hand_detector" else ("regressors", "classificators")
+        sa, sb = fp32[scores].reshape(len(fp32[scores]), -1), other[scores].reshape(len(other[scores]), -1)
+        best_a, best_b = sa.argmax(1), sb.argmax(1)
+        rows = np.arange(len(sa))
+        ra = fp32[boxes].reshape(len(sa), sa.shape[1], -1)[rows, best_a]
+        rb = other[boxes].reshape(len(sa), sa.shape[1], -1)[rows, best_a]
+        return {
+            "best_anchor_agreement": float(np.mean(best_a == best_b)),
+            "best_score_max_abs": float(np.abs(_sigmoid(sa[rows, best_a]) - _sigmoid(sb[rows, best_a])).max()),
+            "best_box_mean_abs_px": float(np.abs(ra - rb).mean()),
+        }
+    scores_a, scores_b = next(iter(fp32.values())), next(iter(other.values()))
+    return {"blendshape_mae": float(np.abs(scores_a - scores_b).mean())}
+
+
+def quantize(files: dict[str, Path], calibration: dict[str, np.ndarray], out_dir: Path) -> dict[str, Path]:
+    """Symmetric QDQ INT8 copies (export.quantize) of the models that have an int8_method, calibrated on real crops."""
+    from export.quantize import quantize_encoder
+
+    made = {}
+    for model in MODELS:
+        if model.int8_method is None or model.name not in calibration:
+            continue
+        fp32 = files[model.name]
+        made[model.name] = quantize_encoder(
+            fp32,
+            Path(out_dir) / model.int8_name,
+            calibration[model.name],
+            model.int8_method,
+            per_channel=True,
+            percentile=model.int8_percentile,
+            input_name=io_summary(fp32)["inputs"][0]["name"],
+            float_heads=False,
+            float_nodes=head_nodes(fp32),
+        )
+    return made
+
+
+def int8_parity(files: dict[str, Path], int8: dict[str, Path], inputs: dict[str, np.ndarray]) -> dict:
+    """INT8 against FP32 on held-out real inputs: raw differences per output and what the edge reads."""
+    from export.quantize import qdq_summary
+
+    report = {}
+    for name, path in int8.items():
+        x = inputs[name]
+        ref, got = onnx_outputs(files[name], x), onnx_outputs(path, x)
+        report[name] = {
+            "method": MODEL_BY_NAME[name].int8_method,
+            "inputs": len(x),
+            "qdq": qdq_summary(path),
+            "task": task_agreement(name, ref, got),
+            "outputs": differences(ref, got),
+        }
+    return report
+
+
 def cache_key(tasks: dict[str, Path]) -> str:
     """Folder name in the cache: the .task files' sha256 and the conversion revision."""
     digest = hashlib.sha256(f"rev{REVISION}".encode())
@@ -273,6 +463,66 @@ def ensure_landmark_onnx(
     return files
 
 
+PARITY = "landmark_parity.json"
+DEFAULT_CLIP_FRAMES = 24  # frames of the shared clip in the crop set (plus every hand and face photo)
+DEFAULT_PARITY_INPUTS = 8  # real inputs per model for the TFLite parity check
+
+
+def export_landmarks(
+    out_dir: str | Path,
+    int8: bool = True,
+    clip_frames: int = DEFAULT_CLIP_FRAMES,
+    parity_inputs: int = DEFAULT_PARITY_INPUTS,
+    extra: LandmarkCrops | None = None,
+) -> dict:
+    """FP32 ONNX (+ INT8) of every landmark model and the geometry file in `out_dir`, with their parity.
+
+    The FP32 files come from the conversion cache (`ensure_landmark_onnx`). Real crops
+    (calibration.landmark_crops, plus `extra`, e.g. a recorded session) are split in two: even
+    ones calibrate INT8, odd ones measure it. FP32 is checked against TFLite on `parity_inputs` of them.
+    Writes landmark_models.json and landmark_parity.json beside the models; returns the parity report.
+    """
+    from calibration.landmark_crops import build_crops, stack
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cached = ensure_landmark_onnx()
+    for path in [*cached.values(), cached["geometry"].with_name(REPORT)]:
+        shutil.copyfile(path, out / path.name)
+    files = model_files(out)
+    crops = build_crops(clip_frames)
+    if extra is not None:
+        crops = stack([crops, extra])
+    report = {
+        "crops": {name: len(x) for name, x in crops.inputs.items()},
+        "sources": crops.sources,
+        "fp32_vs_tflite": parity(files, crops.take(parity_inputs).inputs),
+    }
+    if int8:
+        calibrate = {name: x[0::2] for name, x in crops.inputs.items()}
+        held_out = {name: x[1::2] for name, x in crops.inputs.items()}
+        made = quantize(files, calibrate, out)
+        report["int8_vs_fp32"] = int8_parity(files, made, held_out)
+        report["fp32_only"] = {m.name: m.fp32_only_why for m in MODELS if m.int8_method is None}
+    (out / PARITY).write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def summary_lines(report: dict) -> list[str]:
+    """One line per model: FP32 vs TFLite, and INT8 vs FP32 where there is one."""
+    lines = []
+    for name, entry in report["fp32_vs_tflite"].items():
+        line = f"{name}: ONNX vs TFLite max abs {entry['max_abs']:.1e} on {entry['inputs']} real inputs"
+        q = report.get("int8_vs_fp32", {}).get(name)
+        if q:
+            task = ", ".join(f"{k} {v:.3g}" for k, v in q["task"].items())
+            line += f"; INT8 ({q['method']}) vs FP32 on {q['inputs']} held-out: {task}"
+        elif name in report.get("fp32_only", {}):
+            line += f"; FP32 only ({report['fp32_only'][name]})"
+        lines.append(line)
+    return lines
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m export.landmark_models", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="action", required=True)
@@ -280,7 +530,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     make.add_argument("--out", type=Path, required=True, help="folder for the ONNX files and landmark_models.json")
     make.add_argument("--face_task", type=Path, help="face_landmarker.task (default: the asset resolver)")
     make.add_argument("--hand_task", type=Path, help="hand_landmarker.task (default: the asset resolver)")
+    full = sub.add_parser("export", help="FP32 + INT8 from the conversion cache, parity on real crops (JSON)")
+    full.add_argument("--out", type=Path, required=True, help="folder for the models and landmark_parity.json")
+    full.add_argument("--no_int8", action="store_true", help="FP32 only")
+    full.add_argument("--clip_frames", type=int, default=DEFAULT_CLIP_FRAMES, help="clip frames in the crop set")
+    full.add_argument("--parity_inputs", type=int, default=DEFAULT_PARITY_INPUTS, help="real inputs per model")
     args = parser.parse_args(argv)
+    if args.action == "export":
+        report = export_landmarks(args.out, not args.no_int8, args.clip_frames, args.parity_inputs)
+        print("\n".join(summary_lines(report)))
+        print(f"wrote {args.out}/ and {args.out / PARITY}")
+        return 0
     report = convert(args.out, args.face_task, args.hand_task)
     for name, entry in report["models"].items():
         shapes = ", ".join(f"{io['name']} {io['shape']}" for io in entry["inputs"])

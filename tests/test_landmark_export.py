@@ -9,6 +9,7 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from export import landmark_models as lm
@@ -85,3 +86,48 @@ def test_missing_converter_venv_names_the_fix(tmp_path, monkeypatch):
     with pytest.raises(UserError, match=r"run `bash scripts/setup\.sh`"):
         lm.convert_python()
 
+
+
+@pytest.fixture(scope="module")
+def crops():
+    from calibration.landmark_crops import build_crops
+
+    return build_crops(clip_count=6)
+
+
+def test_crops_are_real_and_in_each_models_range(crops):
+    for model in lm.MODELS:
+        x = crops.inputs[model.name]
+        assert x.shape[1:] == model.input_shape and x.dtype == np.float32, model.name
+        if model.input_range:
+            low, high = model.input_range
+            assert x.min() >= low and x.max() <= high and x.std() > 0.05, model.name
+    assert len(crops.inputs["hand_landmarks_detector"]) >= 6  # hands found by MediaPipe in the clip and photos
+    assert crops.inputs["face_detector"].min() < -0.9  # the face detector's -1..1 range, not 0..1
+    assert any("hand_landmarker_test_video.mp4" in s.get("asset", "") for s in crops.sources)
+
+
+def test_parity_of_every_model_against_tflite_on_real_inputs(converted, crops):
+    report = lm.parity(converted, crops.take(3).inputs)
+    assert set(report) == {m.name for m in lm.MODELS}
+    for name, entry in report.items():
+        for output, figures in entry["outputs"].items():
+            # float32 round-off only: 1e-4 of the output's own scale (measured: 4e-6 to 7e-6)
+            assert figures["max_abs"] <= 1e-4 * max(1.0, figures["ref_max_abs"]), (name, output, figures)
+
+
+def test_int8_copies_are_symmetric_and_agree_with_fp32(converted, crops, tmp_path):
+    from export.quantize import nonzero_zero_points
+
+    calibrate = {name: x[0::2] for name, x in crops.inputs.items()}
+    held_out = {name: x[1::2] for name, x in crops.inputs.items()}
+    made = lm.quantize(converted, calibrate, tmp_path)
+    assert set(made) == {m.name for m in lm.MODELS if m.int8_method}
+    report = lm.int8_parity(converted, made, held_out)
+    for name, path in made.items():
+        assert nonzero_zero_points(path) == [], name
+        assert report[name]["qdq"]["quantize"] > 10, name
+        task = report[name]["task"]
+        assert task["presence_agreement"] == 1.0, (name, task)
+        assert task["landmark_median_error_pct"] < 8.0, (name, task)  # hand size / inter-ocular; goal 4 % end to end
+    assert report["hand_landmarks_detector"]["task"]["handedness_agreement"] == 1.0

@@ -1,0 +1,219 @@
+"""Real model inputs for the five landmark models: for TFLite/ONNX parity and INT8 calibration.
+
+Why real crops: INT8 ranges calibrated on noise, or parity checked on noise, say nothing about the
+pixels the edge feeds. Every input here comes from the mirror's real media through
+`latentcast.assets`: frames of the shared hand clip, the hand photos and the face photos (London
+set, lisa, the MediaPipe samples). MediaPipe itself (edge.landmarks, image mode) says where the
+hands and faces are; each crop is then cut the way MediaPipe's graphs cut it:
+
+- detectors: the whole frame letterboxed (aspect kept, zero padding) to the model's square input;
+- landmark models: a square ROI around MediaPipe's landmarks, rotated upright (hand: wrist -> middle
+  MCP points up, side 2.0x the landmark box, shifted 0.1 of the side towards the fingers; face:
+  eye line level, side 1.5x), affine-warped to 224 (hand) or 256 (face);
+- blendshapes: MediaPipe's 146-landmark subset in image pixels (x * width, y * height).
+
+Pixel ranges are each model's (`export.landmark_models.MODELS`): 0..1, or -1..1 for the face detector.
+A recorded session (edge/record.py .npz of landmarks) adds blendshape rows via `session_blendshape_rows`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from latentcast.assets import catalog_keys, resolve, sha256_of
+
+CLIP_KEY = "data/video/hand_landmarker_test_video.mp4"
+HAND_PHOTO_PREFIX = "data/images/hands/"
+
+# face_blendshapes_graph.cc kLandmarksSubsetIdxs: the 146 of 478 face landmarks the blendshape model reads.
+BLENDSHAPE_SUBSET = (
+    0, 1, 4, 5, 6, 7, 8, 10, 13, 14, 17, 21, 33, 37, 39, 40, 46, 52, 53, 54, 55, 58, 61, 63, 65, 66, 67, 70,
+    78, 80, 81, 82, 84, 87, 88, 91, 93, 95, 103, 105, 107, 109, 127, 132, 133, 136, 144, 145, 146, 148, 149,
+    150, 152, 153, 154, 155, 157, 158, 159, 160, 161, 162, 163, 168, 172, 173, 176, 178, 181, 185, 191, 195,
+    197, 234, 246, 249, 251, 263, 267, 269, 270, 276, 282, 283, 284, 285, 288, 291, 293, 295, 296, 297, 300,
+    308, 310, 311, 312, 314, 317, 318, 321, 323, 324, 332, 334, 336, 338, 356, 361, 362, 365, 373, 374, 375,
+    377, 378, 379, 380, 381, 382, 384, 385, 386, 387, 388, 389, 390, 397, 398, 400, 402, 405, 409, 415, 454,
+    466, 468, 469, 470, 471, 472, 473, 474, 475, 476, 477,
+)  # fmt: skip
+HAND_ROI_SCALE, HAND_ROI_SHIFT_Y = 2.0, -0.1  # HandLandmarksToRect + RectTransformation (hand_landmarker_graph)
+FACE_ROI_SCALE = 1.5  # face_landmarker_graph.cc
+FACE_EYE_CORNERS = (33, 263)  # the eye line that makes a face crop upright
+
+
+@dataclass
+class LandmarkCrops:
+    """Per model name, real inputs [N, *input shape] float32 in that model's range; and where they came from."""
+
+    inputs: dict[str, np.ndarray]
+    sources: list[dict] = field(default_factory=list)
+
+    def take(self, per_model: int) -> LandmarkCrops:
+        """At most `per_model` inputs of each model, spread evenly over the set (for a quick parity check)."""
+        picked = {}
+        for name, x in self.inputs.items():
+            index = np.unique(np.linspace(0, len(x) - 1, min(per_model, len(x))).round().astype(int))
+            picked[name] = x[index]
+        return LandmarkCrops(picked, self.sources)
+
+
+def read_rgb(key: str) -> np.ndarray:
+    """An image asset as RGB uint8 [H, W, 3]."""
+    import cv2
+
+    image = cv2.imread(str(resolve(key)), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError(f"{key} could not be decoded as an image")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def clip_frames(count: int, key: str = CLIP_KEY) -> list[np.ndarray]:
+    """`count` RGB frames spread evenly over the shared hand clip."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(resolve(key)))
+    try:
+        total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        wanted = set(np.linspace(0, max(total - 1, 0), count).round().astype(int).tolist())
+        frames, index = [], 0
+        while len(frames) < len(wanted):
+            ok, frame = capture.read()
+            if not ok:
+                break
+            if index in wanted:
+                frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+            index += 1
+    finally:
+        capture.release()
+    return frames
+
+
+def to_range(rgb: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
+    """uint8 pixels -> float32 in `value_range` (MediaPipe's ImageToTensor output range)."""
+    low, high = value_range
+    return (rgb.astype(np.float32) / 255.0 * (high - low) + low).astype(np.float32)
+
+
+def letterbox(rgb: np.ndarray, size: int) -> np.ndarray:
+    """The whole frame in a size x size square, aspect kept, centred, black padding (the detectors' input)."""
+    import cv2
+
+    h, w = rgb.shape[:2]
+    scale = size / max(h, w)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    out = np.zeros((size, size, 3), np.uint8)
+    top, left = (size - nh) // 2, (size - nw) // 2
+    out[top : top + nh, left : left + nw] = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_AREA)
+    return out
+
+
+def rotated_crop(rgb: np.ndarray, center: np.ndarray, side: float, angle: float, size: int) -> np.ndarray:
+    """The square of `side` pixels centred at `center`, rotated by `angle` radians, warped to size x size."""
+    import cv2
+
+    c, s = np.cos(angle), np.sin(angle)
+    # source point for crop pixel (u, v): center + R(angle) @ ((u, v) / size - 0.5) * side
+    k = side / size
+    matrix = np.array(
+        [[c * k, -s * k, center[0] - k * (c - s) * size / 2], [s * k, c * k, center[1] - k * (s + c) * size / 2]]
+    )
+    return cv2.warpAffine(
+        rgb, matrix, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT
+    )
+
+
+def hand_crop(rgb: np.ndarray, landmarks: np.ndarray, size: int = 224) -> np.ndarray:
+    """MediaPipe-style hand ROI from normalised landmarks [21, 3]: upright, 2x the landmark box."""
+    h, w = rgb.shape[:2]
+    pts = landmarks[:, :2] * (w, h)
+    up = pts[9] - pts[0]  # wrist -> middle finger MCP
+    angle = np.arctan2(up[1], up[0]) + np.pi / 2  # rotate so that this vector points up in the crop
+    c, s = np.cos(-angle), np.sin(-angle)
+    local = (pts - pts.mean(0)) @ np.array([[c, s], [-s, c]])
+    box = local.max(0) - local.min(0)
+    side = float(max(box)) * HAND_ROI_SCALE
+    center_local = (local.max(0) + local.min(0)) / 2 + (0.0, HAND_ROI_SHIFT_Y * side)
+    cc, ss = np.cos(angle), np.sin(angle)
+    center = pts.mean(0) + np.array([[cc, -ss], [ss, cc]]) @ center_local
+    return rotated_crop(rgb, center, side, angle, size)
+
+
+def face_crop(rgb: np.ndarray, landmarks: np.ndarray, size: int = 256) -> np.ndarray:
+    """MediaPipe-style face ROI from normalised landmarks [478, 3]: eye line level, 1.5x the landmark box."""
+    h, w = rgb.shape[:2]
+    pts = landmarks[:, :2] * (w, h)
+    eye = pts[FACE_EYE_CORNERS[1]] - pts[FACE_EYE_CORNERS[0]]
+    angle = float(np.arctan2(eye[1], eye[0]))
+    c, s = np.cos(-angle), np.sin(-angle)
+    local = (pts - pts.mean(0)) @ np.array([[c, s], [-s, c]])
+    side = float(max(local.max(0) - local.min(0))) * FACE_ROI_SCALE
+    center_local = (local.max(0) + local.min(0)) / 2
+    cc, ss = np.cos(angle), np.sin(angle)
+    center = pts.mean(0) + np.array([[cc, -ss], [ss, cc]]) @ center_local
+    return rotated_crop(rgb, center, side, angle, size)
+
+
+def blendshape_points(landmarks: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
+    """The blendshape model's input [146, 2]: the subset's x, y in image pixels."""
+    w, h = image_size
+    return (landmarks[list(BLENDSHAPE_SUBSET), :2] * (w, h)).astype(np.float32)
+
+
+def hand_images(clip_count: int) -> list[tuple[str, np.ndarray]]:
+    """(source, RGB frame) of the clip frames and the hand photos."""
+    keys = [k for k in catalog_keys(HAND_PHOTO_PREFIX) if k.lower().endswith((".jpg", ".jpeg", ".png"))]
+    images = [(f"{CLIP_KEY}#{i}", frame) for i, frame in enumerate(clip_frames(clip_count))]
+    return images + [(key, read_rgb(key)) for key in keys]
+
+
+def build_crops(clip_count: int = 24, face_photo_limit: int | None = None) -> LandmarkCrops:
+    """Real inputs for every landmark model from the clip, the hand photos and the face photos."""
+    from aae import landmark_data
+    from edge.landmarks import HandTracker, LandmarkerConfig
+    from export.landmark_models import MODEL_BY_NAME
+
+    def rng(name: str) -> tuple[float, float]:
+        return MODEL_BY_NAME[name].input_range
+
+    inputs: dict[str, list[np.ndarray]] = {name: [] for name in MODEL_BY_NAME}
+    hands = hand_images(clip_count)
+    with HandTracker(LandmarkerConfig(mode="image", color_order="rgb")) as tracker:
+        for _, rgb in hands:
+            for hand in tracker.detect(rgb):
+                if hand.present:
+                    crop = hand_crop(rgb, hand.landmarks)
+                    inputs["hand_landmarks_detector"].append(to_range(crop, rng("hand_landmarks_detector")))
+    faces = landmark_data.load_faces(landmark_data.face_photos()[:face_photo_limit])
+    for photo, face in faces:
+        rgb = read_rgb(photo.key)
+        crop = face_crop(rgb, face.landmarks)
+        inputs["face_landmarks_detector"].append(to_range(crop, rng("face_landmarks_detector")))
+        inputs["face_blendshapes"].append(blendshape_points(face.landmarks, face.image_size))
+        inputs["face_detector"].append(to_range(letterbox(rgb, 128), rng("face_detector")))
+        inputs["hand_detector"].append(to_range(letterbox(rgb, 192), rng("hand_detector")))  # negatives
+    for _, rgb in hands:
+        inputs["hand_detector"].append(to_range(letterbox(rgb, 192), rng("hand_detector")))
+        inputs["face_detector"].append(to_range(letterbox(rgb, 128), rng("face_detector")))
+    keys = sorted({key.split("#")[0] for key, _ in hands} | {photo.key for photo, _ in faces})
+    sources = [{"asset": key, "sha256": sha256_of(resolve(key))} for key in keys]
+    counts = {"clip_frames": clip_count, "hand_crops": len(inputs["hand_landmarks_detector"]), "faces": len(faces)}
+    sources.append(counts)
+    return LandmarkCrops({name: np.stack(x) for name, x in inputs.items() if x}, sources)
+
+
+def session_blendshape_rows(landmarks: np.ndarray, image_size: tuple[int, int], rows: int = 64) -> np.ndarray:
+    """Blendshape-model inputs from a recorded session's face landmarks [T, 478, 3] (frames with a face)."""
+    present = landmarks[np.abs(landmarks).sum(axis=(1, 2)) > 0]
+    pick = np.unique(np.linspace(0, len(present) - 1, min(rows, len(present))).round().astype(int))
+    if not len(present):
+        return np.zeros((0, len(BLENDSHAPE_SUBSET), 2), np.float32)
+    return np.stack([blendshape_points(f, image_size) for f in present[pick]])
+
+
+def stack(parts: Sequence[LandmarkCrops]) -> LandmarkCrops:
+    """Several crop sets as one (e.g. the mirror's media plus a recorded session's)."""
+    names = sorted({n for p in parts for n in p.inputs})
+    inputs = {n: np.concatenate([p.inputs[n] for p in parts if n in p.inputs]) for n in names}
+    return LandmarkCrops(inputs, [s for p in parts for s in p.sources])
