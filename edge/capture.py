@@ -11,6 +11,11 @@ dropped. Files play at their native rate (pace="native", frames can drop like a 
 lock-step as fast as the loop can take them (pace="fast", no drops: for benchmarks and batch
 runs). A live camera that fails is closed and reopened with exponential backoff; while it is down
 `lost` is true so the loop can publish a tracking-lost status, and it recovers by itself.
+
+A source that never worked is a mistake, not an outage: a camera that cannot be opened within
+`open_timeout_s` of the start, a file or folder that yields no readable frame, or a file that
+disappears mid-run sets `Capture.error` and ends the source, so `edge.run` exits non-zero (and
+systemd's Restart=on-failure applies its own backoff).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from latentcast.errors import UserError
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+SCHEMES = ("csi", "v4l2", "file")  # rtsp://, http://, ... are refused by name, not reported "not found"
 
 
 @dataclass
@@ -48,6 +54,7 @@ class SourceSettings:
     fps: float = 30.0  # camera request; also the rate for image sources and files without one
     pace: str = "native"  # "native" or "fast" (files and images only)
     loop: bool = False  # restart files / image lists at the end
+    open_timeout_s: float = 10.0  # a camera not opened within this long of the start is an error (then: exit)
 
 
 class FrameReader(Protocol):
@@ -116,6 +123,8 @@ class ImageListReader:
         while self._next < len(self.paths):  # a loop, not recursion: a long run of bad files is fine
             path = self.paths[self._next]
             self._next += 1
+            if not path.exists():
+                raise OSError(f"image {path} disappeared while the source was being read")
             image = cv2.imread(str(path), cv2.IMREAD_COLOR)
             if image is not None:
                 return image
@@ -148,6 +157,12 @@ def open_reader(uri: str, settings: SourceSettings | None = None) -> FrameReader
 
     settings = settings or SourceSettings()
     uri = str(uri).strip()
+    scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
+    if scheme and scheme not in SCHEMES:
+        raise UserError(
+            f"source {uri!r}: unsupported scheme {scheme}://: use csi://N, v4l2:///dev/videoN, a camera index, "
+            "file://clip.mp4, an image or a folder (network streams are not read directly)"
+        )
     if uri.startswith("csi://"):
         sensor = uri[len("csi://") :]
         if not sensor.isdigit():
@@ -191,10 +206,13 @@ class Capture:
         pace: str = "native",
         loop: bool = False,
         backoff_s: tuple[float, float] = (0.1, 2.0),
+        open_timeout_s: float = SourceSettings.open_timeout_s,
     ) -> None:
         if pace not in ("native", "fast"):
             raise UserError(f'source.pace must be "native" or "fast", got {pace!r}')
         self.reader, self.pace, self.loop, self.backoff_s = reader, pace, loop, backoff_s
+        self.open_timeout_s = open_timeout_s
+        self._ever_opened = False
         self.stats = CaptureStats()
         self.lost = False  # a live source is down and being retried
         self.ended = False  # a file or image list is finished (and not looping)
@@ -210,15 +228,19 @@ class Capture:
 
     # ---- reader thread -------------------------------------------------------------------------
     def _open_with_retry(self) -> bool:
-        delay = self.backoff_s[0]
+        delay, start = self.backoff_s[0], time.monotonic()
         while not self._stop.is_set():
             try:
                 self.reader.open()
                 self.lost = False
+                self._ever_opened = True
                 return True
             except OSError as exc:
                 if not self.reader.live:
                     self.error = str(exc)
+                    return False
+                if not self._ever_opened and time.monotonic() - start >= self.open_timeout_s:
+                    self.error = f"{exc}; not opened within {self.open_timeout_s:g} s of the start"
                     return False
                 self.lost = True  # also at start: renderers hear "source lost", not silence
                 log.warning("source unavailable (%s); retrying in %.1f s", exc, delay)
@@ -258,7 +280,13 @@ class Capture:
                 wait_s = (due_ns - time.monotonic_ns()) / 1e9
                 if wait_s > 0 and self._stop.wait(wait_s):
                     return
-            image = self.reader.read()
+            try:
+                image = self.reader.read()
+            except OSError as exc:  # e.g. a file of an image list deleted mid-run
+                if not self.reader.live:
+                    self.error = str(exc)
+                    return
+                image = None
             if image is None:
                 if self.reader.live:
                     self.stats.failures += 1
@@ -270,7 +298,10 @@ class Capture:
                     self.stats.reconnects += 1
                     log.info("source back after %d failure(s)", self.stats.failures)
                     continue
-                if not self.loop or played == 0:
+                if played == 0:
+                    self.error = "no readable frame in the source (not an image or video, or every file is damaged)"
+                    return
+                if not self.loop:
                     return
                 self.reader.close()
                 if not self._open_with_retry():

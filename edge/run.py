@@ -102,7 +102,8 @@ def build(cfg: EdgeConfig, stack: ExitStack, keep_timings: bool = False, status:
     if cfg.stream.preview:
         preview = Publisher(cfg.stream.preview_endpoint, curve=curve, insecure=cfg.stream.insecure)
         stack.callback(preview.close)
-    capture = Capture(open_reader(cfg.source.uri, cfg.source), cfg.source.pace, cfg.source.loop)
+    reader = open_reader(cfg.source.uri, cfg.source)
+    capture = Capture(reader, cfg.source.pace, cfg.source.loop, open_timeout_s=cfg.source.open_timeout_s)
     loop = EdgeLoop(
         capture,
         landmarks,
@@ -147,8 +148,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         stats = edge.loop.run(max_frames=args.frames, stop=stop)
         cap = edge.capture.stats
-        if edge.capture.error and stats.frames == 0:
-            raise UserError(f"cannot read source {cfg.source.uri} ({edge.capture.error}): check the file or URI")
+        if edge.capture.error:  # the job failed, however many frames came before: exit non-zero
+            after = f" after {stats.frames} frame(s)" if stats.frames else ""
+            raise UserError(f"source {cfg.source.uri} failed{after} ({edge.capture.error}): check the file or camera")
     print(file=sys.stderr)
     log.info(
         "stopped: %d frames published, %d dropped at capture, %d source failures, %d frame errors",

@@ -51,7 +51,14 @@ class MediaPipeStage:
             self.neutral = load_neutral(face_neutral, FEATURE_SPEC_VERSION)
         cfg = dataclasses.replace(landmarks or LandmarkerConfig(), **landmark_overrides)
         self.face = FaceTracker(cfg) if face else None
-        self.hands = HandTracker(cfg) if hands else None
+        try:
+            self.hands = HandTracker(cfg) if hands else None
+        except BaseException:
+            # A corrupt hand .task must not leave the face tracker's native worker to be torn down
+            # at interpreter exit (which prints tracebacks after the one-line error).
+            if self.face is not None:
+                self.face.close()
+            raise
 
     def detect_face(self, bgr: np.ndarray, timestamp_ms: int):
         return self.face.detect(bgr, timestamp_ms)

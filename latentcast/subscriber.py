@@ -49,11 +49,17 @@ class CurveClientKeys:
         """Load keys written by `python -m edge.keys` (ZeroMQ certificate files)."""
         import zmq.auth
 
-        server_public, _ = zmq.auth.load_certificate(str(server_public_file))
-        client_public, client_secret = zmq.auth.load_certificate(str(client_secret_file))
-        if client_secret is None:
-            from latentcast.errors import UserError
+        from latentcast.errors import UserError
 
+        for what, path in (("server public key", server_public_file), ("client secret key", client_secret_file)):
+            if not Path(path).is_file():
+                raise UserError(f"CurveZMQ {what} {path} not found: pass the file made by `python -m edge.keys`")
+        try:
+            server_public, _ = zmq.auth.load_certificate(str(server_public_file))
+            client_public, client_secret = zmq.auth.load_certificate(str(client_secret_file))
+        except (ValueError, OSError) as exc:
+            raise UserError(f"not a ZeroMQ key file ({exc}): pass the files made by `python -m edge.keys`") from None
+        if client_secret is None:
             raise UserError(f"{client_secret_file} holds no secret key: pass the .key_secret file")
         return cls(server_public, client_public, client_secret)
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -77,13 +79,34 @@ def web_config(args: argparse.Namespace) -> WebConfig | None:
     return WebConfig(port=args.web, host=args.web_host, mirror=not args.no_mirror, avatar=args.web_avatar)
 
 
+ENDPOINT = re.compile(r"^(tcp://(\[[0-9a-fA-F:.]+\]|[^\s:/\[\]*]+):(?P<port>\d{1,5})|ipc://\S+|inproc://\S+)$")
+MIN_SIZE, MAX_SIZE = 32, 7680
+
+
+def check_endpoint(flag: str, endpoint: str) -> str:
+    """A ZeroMQ endpoint a SUB can connect to, or a UserError naming the flag and the form."""
+    match = ENDPOINT.match(endpoint)
+    if not match or (match["port"] is not None and not 0 < int(match["port"]) < 65536):
+        raise UserError(f"{flag} {endpoint!r} is not an endpoint to connect to: write tcp://HOST:PORT (e.g. "
+                        "tcp://127.0.0.1:5555), ipc://PATH or inproc://NAME")  # fmt: skip
+    return endpoint
+
+
 def config_from_args(args: argparse.Namespace) -> RendererConfig:
     try:
         width, height = (int(v) for v in args.size.lower().split("x"))
     except ValueError:
         raise UserError(f"--size {args.size!r}: write WIDTHxHEIGHT, e.g. 640x360") from None
+    if not (MIN_SIZE <= width <= MAX_SIZE and MIN_SIZE <= height <= MAX_SIZE):
+        raise UserError(f"--size {args.size!r}: width and height must be {MIN_SIZE}..{MAX_SIZE} pixels, e.g. 640x360")
     if args.fps <= 0 or (args.frames is not None and args.frames <= 0):
         raise UserError("--fps and --frames must be positive")
+    for flag, value in (("--duration", args.duration), ("--exit-after-silence", args.exit_after_silence)):
+        if value is not None and not (value > 0 and math.isfinite(value)):
+            raise UserError(f"{flag} {value:g}: give a positive number of seconds")
+    check_endpoint("--endpoint", args.endpoint)
+    if args.preview_endpoint:
+        check_endpoint("--preview-endpoint", args.preview_endpoint)
     if bool(args.curve_server_key) != bool(args.curve_client_key):
         raise UserError("CurveZMQ needs both --curve-server-key and --curve-client-key")
     curve = CurveClientKeys.from_files(args.curve_server_key, args.curve_client_key) if args.curve_server_key else None
