@@ -41,6 +41,7 @@ class FirmwareOutput:
         self.limiter = SlewLimiter(mapping.channels)
         self.stats = OutputStats()
         self._getters: list | None = None
+        self._alive_at_close: bool | None = None
         self.link.on_button.append(self._on_button)
         self.link.on_alive.append(lambda _alive: self._show_status())
         self.actions.on_pause.append(lambda _paused: self._show_status())
@@ -111,7 +112,7 @@ class FirmwareOutput:
 
         return {
             "uri": self.link.config.uri,
-            "alive": self.link.alive,
+            "alive": self._alive_at_close if self._alive_at_close is not None else self.link.alive,
             "paused": self.actions.paused,
             "output": asdict(self.stats),
             "link": asdict(self.link.stats),
@@ -121,6 +122,7 @@ class FirmwareOutput:
         }
 
     def close(self) -> None:
+        self._alive_at_close = self.link.alive
         self.link.close()
 
 

@@ -249,7 +249,7 @@ def test_renderer_cli_drives_the_simulator(tools, tmp_path):
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
         assert proc.returncode == 0, proc.stderr[-2000:]
         fw = json.loads(summary.read_text())["firmware"]
-        assert fw["output"]["updates"] == 20 and fw["link"]["connects"] == 1
+        assert fw["output"]["updates"] == 20 and fw["link"]["connects"] == 1 and fw["alive"]
         assert wait_until(lambda: sim.last_targets() is not None, 2.0)
         safe = [q16(c.safe) for c in load_mapping(PUPPET).channels]
         assert sim.last_targets()["targets"] == safe
