@@ -227,3 +227,26 @@ def test_implausible_timestamps_are_counted_and_kept_out_of_the_percentiles():
     for seq in (0, 1, 5, 2**60, 6):  # a corrupt seq is not 2**60 dropped frames
         gaps.received(seq, 0, 0)
     assert gaps.dropped < 10
+
+
+def test_latency_memory_is_bounded_and_percentiles_stay_within_one_percent():
+    """Issue 11, item 7: a long run keeps fixed-size histograms, not per-frame lists."""
+    from renderer.latency import Histogram
+
+    rng = np.random.default_rng(0)
+    values = rng.lognormal(mean=3.0, sigma=0.5, size=200_000)  # ms, a long right tail like real latency
+    tracker = LatencyTracker()
+    size = tracker.capture_to_render.counts.nbytes
+    for i, v in enumerate(values):
+        capture = 10**12 + i * 33_000_000
+        done = capture + int(v * 1e6)
+        tracker.rendered(capture, capture + 1_000, done - 100, done - 50, done)
+    assert tracker.capture_to_render.counts.nbytes == size < 40_000 and len(tracker.recent_ms) == 90
+    s = tracker.summary()["capture_to_render"]
+    assert s["count"] == values.size
+    for q in (50, 95, 99):
+        exact = np.percentile(values, q)
+        assert abs(s[f"p{q}_ms"] - exact) / exact < 0.01, (q, s, exact)
+    assert s["max_ms"] == pytest.approx(values.max(), rel=1e-6)
+    empty = Histogram()
+    assert empty.summary() == {"count": 0}
