@@ -385,8 +385,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if comparison is not None:
         for name in ("mediapipe", "onnx"):
             s = comparison[name]
-            print(f"  landmark stage {name:<9} p50 {s['p50']:7.2f}  p95 {s['p95']:7.2f}  p99 {s['p99']:7.2f} ms")
+            print(
+                f"  landmark stage {name:<9} p50 {s['p50']:7.2f}  p95 {s['p95']:7.2f}  p99 {s['p99']:7.2f} ms, "
+                f"CPU {s['cpu_ms_per_frame']:.2f} ms/frame"
+            )
         print(f"landmark stage ratio onnx/mediapipe: {comparison['ratio_p50']:.2f}")
+        print(f"landmark stage CPU time ratio onnx/mediapipe: {comparison['cpu_ratio']:.2f}")
     print(f"wrote {json_path} and {png}")
     if failures:
         print("OVER BUDGET: " + "; ".join(failures))
@@ -426,6 +430,7 @@ def compare_backends(floor_args: dict, frames: int, block: int, warmup: int, fps
         models = dict(floor_args["models"], landmarks=dataclasses.replace(base, backend=name))
         floors[name] = Floor(clip, floor_args["face"], floor_args["hands"], models)
     durations: dict[str, list[int]] = {name: [] for name in floors}
+    cpu_s = {name: 0.0 for name in floors}
     try:
         for floor in floors.values():  # warm up both, not counted
             floor.measure([_FakeTiming(i, int(i * 1e9 / fps)) for i in range(warmup)], fps)
@@ -434,13 +439,18 @@ def compare_backends(floor_args: dict, frames: int, block: int, warmup: int, fps
             n = min(block, frames - len(durations["onnx"]))
             window = [_FakeTiming(index + i, int((index + i) * 1e9 / fps)) for i in range(n)]
             for name, floor in floors.items():
+                cpu0 = time.process_time()  # every thread of this process: MediaPipe's native ones too
                 durations[name] += floor.measure(window, fps)
+                cpu_s[name] += time.process_time() - cpu0
             index += n
     finally:
         for floor in floors.values():
             floor.close()
     out = {name: summary(np.array(values, np.int64)) for name, values in durations.items()}
+    for name in floors:  # CPU time per frame: the cost, whatever the scheduler gave each on a busy machine
+        out[name]["cpu_ms_per_frame"] = 1000.0 * cpu_s[name] / max(1, len(durations[name]))
     out["ratio_p50"] = out["onnx"]["p50"] / out["mediapipe"]["p50"]
+    out["cpu_ratio"] = out["onnx"]["cpu_ms_per_frame"] / out["mediapipe"]["cpu_ms_per_frame"]
     out["frames_each"] = frames
     out["block"] = block
     return out
