@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from pathlib import Path
 
@@ -84,7 +85,7 @@ def test_validation_split_never_overlaps_labelled_rows_or_the_test_set(mnist_fil
 def test_run_reports_final_and_validation_selected_epochs(mnist_files, tmp_path) -> None:
     argv = ["--train_semisupervised", "--recipe", "paper", "--maxepoch", "3", "--nlabels", "100"]
     assert mnist.main([*argv, "--save_path", str(tmp_path), "--n_valid", "200", *TINY]) == 0
-    metrics = __import__("json").loads((tmp_path / "metrics.json").read_text())
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["n_valid"] == 200 and metrics["n_train"] == 440 and metrics["n_labelled"] == 100
     history = metrics["history"]
     best = min(history, key=lambda h: (h["valid_error"], h["epoch"]))
@@ -180,3 +181,15 @@ def test_vat_perturbation_has_the_configured_norm_and_is_adversarial() -> None:
     loss = vat.vat_loss(net, x, 0.5, generator=generator)
     loss.backward()
     assert loss > 0 and any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine: --device cuda not exercised")
+def test_cuda_run_and_resume_end_to_end(mnist_files, tmp_path) -> None:
+    argv = ["--train_semisupervised", "--recipe", "strong", "--maxepoch", "2", "--nlabels", "50", "--n_valid", "64"]
+    argv += ["--device", "cuda", "--resume", "--save_path", str(tmp_path), *TINY]
+    assert mnist.main(argv) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["device"] == "cuda" and metrics["epochs_done"] == 2
+    assert mnist.main(argv) == 0, "resuming a finished run is a no-op"
+    model = load_checkpoint(tmp_path / "aae-epoch-1.pt")
+    assert model.cfg.code_dim == 10
