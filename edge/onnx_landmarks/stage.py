@@ -3,8 +3,8 @@
 `OnnxLandmarkStage` is `edge.stages.MediaPipeStage` with the ONNX trackers in place of
 MediaPipe's: features, neutral calibration and hand slots are literally the same code.
 `build_landmark_stage` picks the backend; asked for `onnx` without converted models (a bundle
-built without them, no `onnx_dir`), it falls back to MediaPipe with one logged line, so an old
-bundle keeps working.
+built without them, no `onnx_dir`, no conversion in the asset cache), it falls back to MediaPipe
+with one logged line, so an old bundle keeps working.
 """
 
 from __future__ import annotations
@@ -76,8 +76,36 @@ class OnnxLandmarkStage(MediaPipeStage):
             log.info("landmarks: onnx backend on %s (%s)", session.provider, Path(session.path).parent)
 
 
+def cached_landmark_onnx(landmarks: LandmarkerConfig) -> dict[str, Path] | None:
+    """Models converted earlier into the asset cache (`export.landmark_models.ensure_landmark_onnx`) from the
+    very .task files this edge would load (their sha256 is in the folder's landmark_models.json), or None."""
+    import json
+
+    from edge.landmarks import HAND_MODEL_KEY, _model_path
+    from latentcast.assets import cache_dir, sha256_of
+
+    folders = sorted((cache_dir() / "landmark_onnx").glob("*/landmark_models.json"))
+    if not folders:
+        return None
+    want = {
+        "face": sha256_of(Path(_model_path(landmarks.face_model, FACE_MODEL_KEY))),
+        "hand": sha256_of(Path(_model_path(landmarks.hand_model, HAND_MODEL_KEY))),
+    }
+    best = None
+    for report_path in folders:
+        try:
+            report = json.loads(report_path.read_text())
+            tasks = {kind: entry["sha256"] for kind, entry in report["tasks"].items()}
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # a broken cache entry is not ours to fix; the exporter rewrites it
+        if tasks == want and (best is None or report.get("revision", 0) > best[0]):
+            best = (report.get("revision", 0), report_path.parent)
+    return find_landmark_onnx(best[1]) if best else None
+
+
 def landmark_onnx_for(landmarks: LandmarkerConfig, bundle_root: str | Path | None) -> dict[str, Path] | None:
-    """The converted models the onnx backend should use: `onnx_dir` if set (must be complete), else the bundle's."""
+    """The converted models the onnx backend should use: `onnx_dir` if set (must be complete), else the
+    bundle's, else (no bundle) a conversion in the asset cache of the same .task files."""
     if landmarks.onnx_dir:
         found = find_landmark_onnx(landmarks.onnx_dir, landmarks.onnx_int8)
         if found is None:
@@ -88,7 +116,7 @@ def landmark_onnx_for(landmarks: LandmarkerConfig, bundle_root: str | Path | Non
         return found
     if bundle_root is not None:
         return find_landmark_onnx(Path(bundle_root) / "landmarks", landmarks.onnx_int8)
-    return None
+    return cached_landmark_onnx(landmarks)
 
 
 def build_landmark_stage(
