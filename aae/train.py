@@ -201,7 +201,7 @@ class Trainer:
         on_log: Callable[[int, dict[str, float]], None] | None = None,
     ) -> dict[str, float]:
         """One pass over `x` [N, D] (labels [N], -1 = unlabelled); returns the mean loss of each phase."""
-        from tqdm import tqdm
+        from latentcast.progress import progress
 
         x, labels = x.to(self.device), labels.to(self.device, torch.int64)
         if self.model.cfg.variant == "supervised" and bool((labels < 0).any()):
@@ -214,7 +214,7 @@ class Trainer:
         n_batches = max(1, x.shape[0] // self.cfg.batch_size)
         sums: dict[str, torch.Tensor] = {}
         counts: dict[str, int] = {}
-        bar = tqdm(range(n_batches), desc=f"epoch {self.epoch}", disable=not self.cfg.progress, leave=False)
+        bar = progress(range(n_batches), desc=f"epoch {self.epoch}", disable=not self.cfg.progress, leave=False)
         for i in bar:
             index = order[i * self.cfg.batch_size : (i + 1) * self.cfg.batch_size]
             lab = self._labelled_batch(x_lab, y_lab) if x_lab is not None else (None, None)

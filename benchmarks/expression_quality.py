@@ -21,11 +21,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from aae import expressions, face_data
 from latentcast import features
 from latentcast.errors import run_cli
+from latentcast.progress import progress
 
 SMILE = [features.BLENDSHAPE_NAMES.index(n) for n in ("mouthSmileLeft", "mouthSmileRight")]
 
@@ -60,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     people = [f"london_{i}" for i in face_data.LONDON_IDS]
 
     folds = {}
-    for person in tqdm(people, desc="leave one person out"):
+    for person in progress(people, desc="leave one person out"):
         _, card, arrays = expressions.train_expressions(cfg, args.per_class, {person}, faces=faces)
         m = card["metrics"]
         folds[person] = {

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from aae import hand_data, landmark_aae
 from aae.gestures import default_fit_config, train_gestures
 from latentcast.errors import run_cli
+from latentcast.progress import progress
 
 LABEL_FRACTIONS = (0.01, 0.05, 0.10, 1.0)
 THUMBS_UP_PHOTOS = ("data/images/hands/hand_thumb_up.jpg", "data/images/hands/thumbs-up.png")
@@ -141,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report["aae"] = {}
 
     models = {}
-    for fraction in tqdm(LABEL_FRACTIONS, desc="labels sweep"):
+    for fraction in progress(LABEL_FRACTIONS, desc="labels sweep"):
         model, card, arrays = train_gestures(cfg, label_fraction=fraction, augment=args.augment)
         models[fraction] = (model, card, arrays)
         report["aae"][f"{fraction:.2f}"] = {
@@ -162,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report["open_set_known"] = card["open_set"]
 
     report["open_set_held_out"] = {}
-    for held in tqdm(args.holdout, desc="open set"):
+    for held in progress(args.holdout, desc="open set"):
         _, held_card, _ = train_gestures(cfg, label_fraction=0.10, exclude_class=held, augment=args.augment)
         o = held_card["open_set"]
         report["open_set_held_out"][held] = {

@@ -176,9 +176,8 @@ def run_interleaved(cfg, frames: int, warmup: int, block: int, sub_out: Path, fl
     """Warm up (not counted), then alternate: `block` frames through the whole loop, then the floor
     on those same frames. Interleaving puts both under the same machine load, which on a shared
     machine matters more than anything measured here."""
-    from tqdm import tqdm
-
     from edge.run import build
+    from latentcast.progress import progress
 
     with ExitStack() as stack:
         edge = build(cfg, stack, keep_timings=True, status=False)
@@ -197,7 +196,7 @@ def run_interleaved(cfg, frames: int, warmup: int, block: int, sub_out: Path, fl
                 floor.measure(loop.stats.timings, pacing)
             loop.stats.timings.clear()
             goal = warmup + frames
-            with tqdm(total=frames, desc="loop + floor blocks", leave=False) as bar:
+            with progress(total=frames, desc="loop + floor blocks", leave=False) as bar:
                 while (done := loop.stats.frames) < goal:
                     edge.capture.next(timeout=0)  # drop the frame that went stale while the floor ran
                     d0, p0, t0 = cap.dropped, cap.produced, time.monotonic()

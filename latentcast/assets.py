@@ -167,7 +167,7 @@ def _download(asset: Asset, target: Path) -> Path:
             f"{asset.key} is not in the cache and {OFFLINE_ENV} is set: "
             f"set {MIRROR_ENV} to a directory holding {asset.key}"
         )
-    from tqdm import tqdm
+    from latentcast.progress import progress
 
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".part")
@@ -176,7 +176,7 @@ def _download(asset: Asset, target: Path) -> Path:
         try:
             with urllib.request.urlopen(url, timeout=30) as response, open(partial, "wb") as out:
                 total = int(response.headers.get("Content-Length") or 0) or None
-                with tqdm(total=total, unit="B", unit_scale=True, desc=asset.filename, leave=False) as bar:
+                with progress(total=total, unit="B", unit_scale=True, desc=asset.filename, leave=False) as bar:
                     for block in iter(lambda: response.read(1 << 16), b""):
                         out.write(block)
                         bar.update(len(block))
