@@ -315,3 +315,56 @@ def test_missing_provider_falls_back_with_one_log_line(caplog):
         second = m.choose_providers(["tensorrt", "cpu"])
     assert first == second == ["CPUExecutionProvider"]
     assert sum("TensorrtExecutionProvider is not available" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_onnx_face_follows_the_moving_face_clip_like_mediapipe(models, tmp_path):
+    """VIDEO mode on motion (tracking, MediaPipe's landmark smoothing): the clip made by scripts/make_face_clip.py."""
+    import cv2
+
+    from edge.onnx_landmarks.trackers import OnnxFaceTracker, OnnxOptions
+    from scripts.make_face_clip import write
+
+    resolve_or_skip(["data/face_expressions/london_set/neutral/004_03.jpg"])
+    clip = write(tmp_path / "face.avi", people=["004"], seconds_per_person=0.6)
+    cap = cv2.VideoCapture(str(clip))
+    cfg = LandmarkerConfig(mode="video")
+    errors, rotations = [], []
+    with OnnxFaceTracker(cfg, OnnxOptions(models)) as ours, FaceTracker(cfg) as ref:
+        for i in range(18):
+            ok, frame = cap.read()
+            assert ok, i
+            a, b = ours.detect(frame, i * 33), ref.detect(frame, i * 33)
+            assert a.present == b.present, i  # both lose the face on the same frames (frame 10: mid-crossfade)
+            if not b.present:
+                continue
+            scale = np.array(a.image_size, np.float64)
+            iod = np.linalg.norm((b.landmarks[33, :2] - b.landmarks[263, :2]) * scale)
+            errors.append(np.median(np.linalg.norm((a.landmarks[:, :2] - b.landmarks[:, :2]) * scale, axis=1)) / iod)
+            rotations.append(_rotation_error_deg(a.transform, b.transform))
+    assert len(errors) >= 15
+    assert np.median(errors) <= 0.02 and np.median(rotations) <= 2.0
+
+
+def test_prelu_rewrite_is_the_same_function():
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edge.onnx_landmarks.models import _prelu_for_cpu
+
+    slope = np.array([-0.5, 0.25, 1.5], np.float32).reshape(3, 1, 1)  # negative, below and above 1
+    graph = helper.make_graph(
+        [helper.make_node("PRelu", ["x", "a"], ["y"], name="p")],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 4, 4])],
+        [numpy_helper.from_array(slope, "a")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    x = np.random.default_rng(0).normal(size=(1, 3, 4, 4)).astype(np.float32)
+    before = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    assert _prelu_for_cpu(model) == 1
+    assert "PRelu" not in {n.op_type for n in model.graph.node}
+    onnx.checker.check_model(model)
+    after = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    np.testing.assert_allclose(after[0], before[0], atol=1e-6)
