@@ -1,16 +1,24 @@
 """INT8 vs FP32 encoders in onnxruntime: class agreement, latent RMSE and single-sample latency, side by side.
 
+    python benchmarks/encoder_bench.py                                  # the demo's models (runs/models/)
     python benchmarks/encoder_bench.py --gesture runs/models/gesture
-    python benchmarks/encoder_bench.py --gesture runs/models/gesture --expression runs/models/expression \
-        --methods minmax entropy percentile --iters 3000 --out runs/bench/encoder
+    python benchmarks/encoder_bench.py --gesture G --expression E --methods minmax percentile --iters 3000 \
+        --out runs/bench/encoder
+
+Without --gesture/--expression it benchmarks the models the demo ships (`scripts/demo.py` trains
+them into runs/models/ with the default CLIs). The INT8 file is the one the bundle ships: symmetric
+QDQ, per-channel weights, output heads float (export/quantize.py); `--int8_heads` quantizes those
+too, for comparison.
 
 For each model: export FP32 ONNX, quantize it (symmetric QDQ, each calibration method) on the
 calibration rows, then score on held-out real features the calibration never saw:
 - gesture: baron105's test split (aae.gestures' split, same seed) and kinivi (another recorder);
 - expression: every face photo in the mirror (the INT8 calibration uses recipe rows, see calibration.sets).
-Agreement = share of rows where INT8 picks the FP32 class (goal >= 99.5 %); latent RMSE = RMS of
-z_int8 - z_fp32; latency = one sample per call, 1 intra-op thread, FP32 and INT8 calls interleaved so
-both see the same machine load. Prints a table, writes encoder_bench.json and encoder_bench.png.
+Agreement = share of rows where INT8 picks the FP32 class (goal >= 99.5 %); decision agreement =
+share of rows where the product's open-set decision (the model card's rule with the FP32 decoder,
+float32, `edge.labels.PartJudge`: a class or unknown) is the same; latent RMSE = RMS of
+z_int8 - z_fp32; latency = one sample per call, 1 intra-op thread, FP32 and INT8 calls interleaved
+so both see the same machine load. Prints a table, writes encoder_bench.json and encoder_bench.png.
 """
 
 from __future__ import annotations
@@ -30,9 +38,10 @@ from calibration import sets as calib_sets
 from export import onnx as onnx_export
 from export.quantize import METHODS, qdq_summary, quantize_encoder
 from latentcast.errors import UserError, run_cli
-from latentcast.inference import EncoderSession
+from latentcast.inference import DecoderSession, EncoderSession
 
 AGREEMENT_GOAL = 0.995
+DEMO_MODELS = Path("runs/models")  # where scripts/demo.py trains the models it ships
 
 
 def held_out_sets(name: str, card: dict) -> tuple[calib_sets.CalibrationSet, dict[str, np.ndarray]]:
@@ -50,9 +59,17 @@ def held_out_sets(name: str, card: dict) -> tuple[calib_sets.CalibrationSet, dic
     return calib_sets.face_set(seed=1), {"face_photos": photos}
 
 
-def agreement(fp32: EncoderSession, int8: EncoderSession, x: np.ndarray) -> dict:
+def agreement(fp32: EncoderSession, int8: EncoderSession, x: np.ndarray, judge=None) -> dict:
     y32, z32 = fp32(x)
     y8, z8 = int8(x)
+    decisions = {}
+    if judge is not None:  # the decision the edge publishes, FP32 encoder vs INT8 encoder
+        d32, d8 = judge(x, y32, z32).label, judge(x, y8, z8).label
+        decisions = {
+            "decision_agreement": float(np.mean(d32 == d8)),
+            "fp32_unknown_rate": float(np.mean(d32 == -1)),
+            "int8_unknown_rate": float(np.mean(d8 == -1)),
+        }
     differ = y32.argmax(1) != y8.argmax(1)
     top2 = np.sort(y32, axis=1)[:, -2:]
     margin = top2[:, 1] - top2[:, 0]  # FP32's lead of its first class over its second: small = ambiguous row
@@ -65,6 +82,7 @@ def agreement(fp32: EncoderSession, int8: EncoderSession, x: np.ndarray) -> dict
         "z_rmse": float(np.sqrt(np.mean((z32 - z8) ** 2))),
         "z_std_fp32": float(z32.std()),
         "y_max_abs": float(np.abs(y32 - y8).max()),
+        **decisions,
     }
 
 
@@ -93,18 +111,36 @@ def _without_samples(timings: dict) -> tuple[dict, dict]:
     return summary, {k: t["samples"] for k, t in timings.items()}
 
 
+def _judge(card: dict, decoder: Path):
+    """The product's open-set decision for this model (None when its card has no rule)."""
+    from edge.labels import PartJudge
+    from latentcast import open_set
+
+    rule = open_set.rule_from_block(card.get("open_set"), need_recon=True)
+    return PartJudge(rule, DecoderSession(decoder, threads=1, providers=["cpu"])) if rule is not None else None
+
+
 def bench_model(
-    name: str, model_dir: Path, methods: Sequence[str], iters: int, work: Path, per_channel: bool = True
+    name: str,
+    model_dir: Path,
+    methods: Sequence[str],
+    iters: int,
+    work: Path,
+    per_channel: bool = True,
+    float_heads: bool = True,
 ) -> dict:
     _, card = onnx_export.load_model(model_dir)
     calib, tests = held_out_sets(name, card)
     parity = onnx_export.export_model(model_dir, work / name, features=calib.features)
     fp32_path = work / name / onnx_export.ENCODER_FILE
     fp32 = EncoderSession(fp32_path, threads=1, providers=["cpu"])
+    judge = _judge(card, work / name / onnx_export.DECODER_FILE)
     result = {
         "classes": card.get("classes"),
         "test_accuracy_in_card": card.get("metrics", {}).get("test_accuracy"),
         "per_channel": per_channel,
+        "float_heads": float_heads,
+        "open_set": None if judge is None else {k: card["open_set"][k] for k in ("temperature", "min_confidence")},
         "calibration": calib.provenance,
         "onnx_parity": parity,
         "methods": {},
@@ -112,13 +148,18 @@ def bench_model(
     sessions = {"fp32": fp32}
     for method in methods:
         int8_path = quantize_encoder(
-            fp32_path, work / name / f"encoder.{method}.onnx", calib.features, method, per_channel
+            fp32_path,
+            work / name / f"encoder.{method}.onnx",
+            calib.features,
+            method,
+            per_channel,
+            float_heads=float_heads,
         )
         int8 = EncoderSession(int8_path, threads=1, providers=["cpu"])
         sessions[method] = int8
         result["methods"][method] = {
             "qdq": qdq_summary(int8_path),
-            "tests": {test: agreement(fp32, int8, x) for test, x in tests.items()},
+            "tests": {test: agreement(fp32, int8, x, judge) for test, x in tests.items()},
         }
     first_test = next(iter(tests.values()))
     timings = latency(sessions, first_test, iters)
@@ -153,17 +194,20 @@ def bench_reference_mlp(methods: Sequence[str], iters: int, work: Path) -> dict:
 def print_table(name: str, result: dict) -> None:
     lat = result["latency"]
     print(f"\n{name}: ONNX FP32 vs PyTorch max abs {result['onnx_parity']['encoder_y_max_abs']:.1e} (y)")
-    print(f"  {'encoder':<12} {'test set':<14} {'rows':>6} {'agree':>8} {'z RMSE':>8} {'median us':>10} {'p99 us':>8}")
+    head = f"{'encoder':<12} {'test set':<14} {'rows':>6} {'agree':>8} {'decision':>9} {'z RMSE':>8}"
+    print(f"  {head} {'median us':>10} {'p99 us':>8}")
     fp32 = f"{lat['fp32']['median_us']:>10.1f} {lat['fp32']['p99_us']:>8.1f}"
-    print(f"  {'fp32':<12} {'':<14} {'':>6} {'':>8} {'':>8} {fp32}")
+    print(f"  {'fp32':<12} {'':<14} {'':>6} {'':>8} {'':>9} {'':>8} {fp32}")
     for method, entry in result["methods"].items():
         for i, (test, scores) in enumerate(entry["tests"].items()):
             timing = f"{lat[method]['median_us']:>10.1f} {lat[method]['p99_us']:>8.1f}" if i == 0 else ""
-            goal = "" if scores["class_agreement"] >= AGREEMENT_GOAL else " <goal"
+            goal = " " if scores["class_agreement"] >= AGREEMENT_GOAL else "*"
+            decision = f"{scores['decision_agreement']:.2%}" if "decision_agreement" in scores else "-"
             print(
                 f"  {'int8 ' + method if i == 0 else '':<12} {test:<14} {scores['rows']:>6} "
-                f"{scores['class_agreement']:>7.2%}{goal:<0} {scores['z_rmse']:>8.4f} {timing}"
+                f"{scores['class_agreement']:>7.2%}{goal} {decision:>9} {scores['z_rmse']:>8.4f} {timing}"
             )
+    print(f"  (* = class agreement below the {AGREEMENT_GOAL:.1%} goal)")
 
 
 def plot(results: dict, path: Path) -> None:
@@ -193,17 +237,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument("--iters", type=int, default=2000, help="timed single-sample calls per encoder")
     parser.add_argument("--per_tensor", action="store_true", help="one weight scale per layer (default: per channel)")
+    parser.add_argument("--int8_heads", action="store_true", help="quantize the output heads too (default: float)")
     parser.add_argument("--reference_mlp", action="store_true", help="also time BRIEF's 1434-1000-1000-16 MLP")
     parser.add_argument("--out", type=Path, default=Path("runs/bench/encoder"))
     args = parser.parse_args(argv)
     models = {n: p for n in ("gesture", "expression") if (p := getattr(args, n)) is not None}
-    if not models:
-        raise UserError("give --gesture and/or --expression model folders (python -m aae.gestures --out DIR)")
+    if not models:  # the models the demo ships
+        models = {n: DEMO_MODELS / n for n in ("gesture", "expression") if (DEMO_MODELS / n / "model.pt").is_file()}
+        if not models:
+            raise UserError(
+                f"no models in {DEMO_MODELS}/ (the demo's): run python scripts/demo.py once, or give --gesture "
+                "and/or --expression model folders (python -m aae.gestures --out DIR)"
+            )
     args.out.mkdir(parents=True, exist_ok=True)
     results = {}
     with tempfile.TemporaryDirectory() as scratch:
         for name, model_dir in models.items():
-            results[name] = bench_model(name, model_dir, args.methods, args.iters, Path(scratch), not args.per_tensor)
+            results[name] = bench_model(
+                name, model_dir, args.methods, args.iters, Path(scratch), not args.per_tensor, not args.int8_heads
+            )
             print_table(name, results[name])
         if args.reference_mlp:
             results["reference_mlp"] = bench_reference_mlp(args.methods, args.iters, Path(scratch))
