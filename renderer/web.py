@@ -76,7 +76,8 @@ def frame_message(
         "labels": {"face": f.expression, "left": params.left_hand.gesture, "right": params.right_hand.gesture},
         "bones": bones,
         "expressions": expressions,
-        "gaze": [round(math.degrees(shown.face.gaze_yaw), 3), round(math.degrees(shown.face.gaze_pitch), 3)],
+        # three-vrm's VRMLookAt: yaw + to the avatar's left (as ours), pitch + looks down (ours: up).
+        "gaze": [round(math.degrees(shown.face.gaze_yaw), 3), round(-math.degrees(shown.face.gaze_pitch), 3)],
     }
 
 

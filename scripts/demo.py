@@ -11,7 +11,9 @@ Steps (each skipped when its result is already there, so a second run takes abou
 4. start the renderer (`python -m renderer.run`) in one process and the edge loop
    (`python -m edge.run`) in another, on free local ports;
 5. write runs/demo/demo.mp4 (input with landmarks | character), runs/demo/still.png and
-   runs/demo/latency.json (capture-to-render percentiles and the renderer's counters).
+   runs/demo/latency.json (capture-to-render percentiles and the renderer's counters); with Debian's
+   chromium also runs/demo/demo3d.mp4 and still3d.png, the 3D browser page recorded headless
+   (`renderer.run --web`, `scripts/record_web.py`).
 """
 
 from __future__ import annotations
@@ -104,6 +106,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def web_recording_note() -> str | None:
+    """None when the 3D page can be recorded here, else why not (a one-line note; the demo goes on)."""
+    import importlib.util
+    import shutil
+
+    if not (shutil.which("chromium") or shutil.which("chromium-browser")):
+        return "chromium is not installed (apt-get install chromium)"
+    if not (ROOT / "renderer" / "web" / "node_modules" / "three").is_dir():
+        return "the page's modules are missing (bash scripts/setup.sh runs npm ci)"
+    if importlib.util.find_spec("playwright") is None:
+        return "playwright is not installed (pip install -r requirements/workstation.txt)"
+    return None
+
+
 def edge_config(path: Path, source: str, bundle: Path, port: int, preview_port: int) -> Path:
     path.write_text(
         "\n".join([
@@ -155,10 +171,27 @@ def main(argv: Sequence[str] | None = None) -> int:
                   "--exit-after-silence", "1.5", "--duration", str((args.duration or 600) + 60)]  # fmt: skip
     if args.vmc:
         render_cmd += ["--vmc", args.vmc]
+    web_note, web_port = web_recording_note(), free_port()  # the 3D page, recorded in headless chromium
+    if web_note is None:
+        render_cmd += ["--web", str(web_port)]
+    else:
+        print(f"    3D recording skipped: {web_note}")
     edge_cmd = [sys.executable, "-m", "edge.run", "--config", str(config)]
     print("    $ " + " ".join(render_cmd))
     renderer = subprocess.Popen(render_cmd, cwd=ROOT)
     time.sleep(1.0)  # the renderer subscribes first, so it sees the edge's first frame
+    recorder = None
+    if web_note is None:
+        ready = out / ".web_ready"
+        ready.unlink(missing_ok=True)
+        record_cmd = [sys.executable, "scripts/record_web.py", "--url", f"http://127.0.0.1:{web_port}/",
+                      "--out", str(out / "demo3d.mp4"), "--still", str(out / "still3d.png"),
+                      "--ready-file", str(ready)]  # fmt: skip
+        print("    $ " + " ".join(record_cmd))
+        recorder = subprocess.Popen(record_cmd, cwd=ROOT)
+        deadline = time.monotonic() + 90
+        while not ready.exists() and recorder.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)  # the page is open and connected before the edge starts
     print("    $ " + " ".join(edge_cmd))
     edge = subprocess.Popen(edge_cmd, cwd=ROOT)
     try:
@@ -170,6 +203,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         edge.terminate()
         edge.wait(timeout=10)
     renderer_rc = renderer.wait(timeout=120)
+    if recorder is not None and recorder.wait(timeout=120) != 0:
+        print(f"    3D recording failed (exit {recorder.returncode}); the 2D results are complete")
     if edge.returncode not in (0, -15) or renderer_rc != 0:
         raise UserError(f"edge exited {edge.returncode}, renderer {renderer_rc}: rerun the commands above to see why")
 

@@ -7,6 +7,8 @@ import { GLTFLoader } from 'three/addons/loaders/GLTFLoader.js';
 import { VRMLoaderPlugin, VRMUtils } from '@pixiv/three-vrm';
 
 const STALE_MS = 500; // no frame for this long: the stream stopped, tracking is lost
+// ?fps=N caps drawing (a recorder or a weak machine); default: every animation frame.
+const MAX_FPS = Number(new URLSearchParams(location.search).get('fps')) || 0;
 const canvas = document.getElementById('view');
 const statusEl = document.getElementById('status');
 const overlayEl = document.getElementById('overlay');
@@ -40,7 +42,7 @@ resize();
 
 // ------------------------------------------------------------------------------------------ avatar
 const state = {
-  vrm: null, vrm0: false, frames: 0, messages: 0, lastSeq: -1, lastMessageAt: -Infinity,
+  vrm: null, vrm0: false, connected: false, frames: 0, messages: 0, lastSeq: -1, lastMessageAt: -Infinity,
   tracking: 'waiting', avatar: '', error: '', latest: null, pendingCapture: null,
 };
 window.__latentcast = state; // read by the browser tests
@@ -124,7 +126,7 @@ function hostNow() { return performance.now() + clock.offset; }
 
 function connect() {
   ws = new WebSocket(`ws://${location.host}/ws`);
-  ws.onopen = () => { for (let i = 0; i < 5; i++) setTimeout(ping, i * 100); };
+  ws.onopen = () => { state.connected = true; for (let i = 0; i < 5; i++) setTimeout(ping, i * 100); };
   ws.onmessage = (ev) => {
     const msg = JSON.parse(ev.data);
     if (msg.type === 'pong') {
@@ -145,7 +147,7 @@ function connect() {
     labelsEl.textContent = [l.face, l.left, l.right].filter((s) => s && s !== 'unknown').join(' · ');
     applyFrame(msg);
   };
-  ws.onclose = () => { ws = null; setTimeout(connect, 1000); };
+  ws.onclose = () => { ws = null; state.connected = false; setTimeout(connect, 1000); };
 }
 
 function ping() {
@@ -174,6 +176,7 @@ function percentile(values, p) {
 function loop() {
   requestAnimationFrame(loop);
   const now = performance.now();
+  if (MAX_FPS && now - lastT < 1000 / MAX_FPS - 2) return;
   const dt = Math.min((now - lastT) / 1000, 0.1);
   lastT = now;
   if (state.messages && now - state.lastMessageAt > STALE_MS) setTracking('lost');
