@@ -184,6 +184,7 @@ class SerialLink:
         self._control: collections.deque[bytes] = collections.deque(maxlen=256)  # ACKs to send
         self._latest: Actuators | None = None
         self._latest_fresh = False
+        self._latest_in_flight: Actuators | None = None  # writer thread: the actuator frame in this write
         self._config_msg: Config | None = None
         self._hello: Pending | None = None
         self._last_heartbeat = 0.0
@@ -440,6 +441,7 @@ class SerialLink:
             if now >= self._wire_free_at:
                 out.append(encode_frame(self._latest, self._next_seq()))
                 self._latest_fresh = False
+                self._latest_in_flight = self._latest
                 self.stats.actuator_sent += 1
             else:  # the UART is still busy with earlier bytes: wait, and let newer values replace this one
                 wake = min(wake, self._wire_free_at - now)
@@ -451,6 +453,7 @@ class SerialLink:
         next_hb = next_sync = 0.0
         while not self._stop.is_set():
             with self._cond:
+                self._latest_in_flight = None
                 port = self._port
                 if port is None:
                     self._cond.wait(0.05)
@@ -476,6 +479,11 @@ class SerialLink:
             except serial.SerialTimeoutException:
                 self.stats.write_stalls += 1
                 self._need_delimiter = True  # a partial frame may be on the wire: end it before the next
+                with self._cond:  # the newest targets may not have gone out whole: send them again
+                    if self._latest_in_flight is not None and not self._latest_fresh:
+                        self._latest_fresh = True
+                        self.stats.actuator_sent -= 1
+                    self._latest_in_flight = None
                 continue
             except (serial.SerialException, OSError, TypeError) as exc:
                 self._drop_port(f"write failed: {exc}")
