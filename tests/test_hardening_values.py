@@ -128,12 +128,15 @@ def _listen_udp() -> tuple[socket.socket, list[bytes], threading.Thread]:
     return sock, packets, thread
 
 
-def _osc_floats(packet: bytes) -> list[float]:
+def _osc_floats(built) -> list[float]:
+    """Every float argument in what `VMCSender.build` returned (one OSC bundle or a list of them, bytes or objects)."""
     from pythonosc.osc_bundle import OscBundle
 
     values = []
-    for content in OscBundle(packet):
-        values += [float(v) for v in content.params if isinstance(v, float)]
+    for packet in built if isinstance(built, list) else [built]:
+        dgram = packet if isinstance(packet, (bytes, bytearray)) else packet.dgram
+        for content in OscBundle(dgram):
+            values += [float(v) for v in content.params if isinstance(v, float)]
     return values
 
 
