@@ -18,7 +18,7 @@ from renderer import retarget
 from renderer.decode import BundleDecoders, PartDecoder
 from renderer.idle import IdleFace, IdleHands, PriorIdle
 from renderer.params import CharacterParams, FaceParams, HandParams
-from renderer.smoothing import BlendConfig, ParamSmoother, TrackingBlend
+from renderer.smoothing import BlendConfig, ParamSmoother, TrackingBlend, safe_dt
 
 
 @dataclass
@@ -159,6 +159,7 @@ class Animator:
     # -- per frame ---------------------------------------------------------------------------
     def update(self, msg: LatentMessage | None, dt: float) -> CharacterParams:
         """Advance by `dt` seconds with the newest message (None: nothing new); returns what to draw."""
+        dt = safe_dt(dt)  # NaN/Inf/negative would reach math.sin in the idle motion: no time passed instead
         self.stats.updates += 1
         if msg is not None:
             self.since_message = 0.0

@@ -193,6 +193,8 @@ def test_every_guard_layer_holds_when_bad_values_bypass_the_decoder(bundle):
     vmc.close()
     # The last frames follow the valid pose again (yaw of synthetic_message is 10 sin(seq / 10) degrees).
     assert abs(params.face.yaw - math.radians(10 * math.sin(59 / 10))) < 0.1
+    for dt in (math.inf, math.nan, -1.0):  # a broken clock upstream: idle motion calls math.sin(t)
+        assert np.isfinite(animator.update(None, dt).to_vector()).all()
     # Output stages on their own: math.sin(inf) used to raise in both.
     bad = CharacterParams()
     bad.face.yaw, bad.face.roll, bad.left_hand.dir_x, bad.idle = math.inf, math.nan, math.nan, math.nan
