@@ -177,7 +177,6 @@ class SerialLink:
         self.on_alive: list[Callable[[bool], None]] = []
         self._cond = threading.Condition()
         self._port = None
-        self._generation = 0
         self._stop = threading.Event()
         self._seq = 0
         self._pending: dict[int, Pending] = {}
@@ -187,7 +186,7 @@ class SerialLink:
         self._latest_in_flight: Actuators | None = None  # writer thread: the actuator frame in this write
         self._config_msg: Config | None = None
         self._hello: Pending | None = None
-        self._last_heartbeat = 0.0
+        self._last_heartbeat = float("-inf")
         self._alive = False
         self._wd_lock = threading.Lock()
         self._seen: collections.deque[tuple[int, int]] = collections.deque(maxlen=16)
@@ -274,11 +273,10 @@ class SerialLink:
             return False
         with self._cond:
             self._port = port
-            self._generation += 1
             self.deframer = Deframer(stats=self.deframer.stats)  # keep counting across reconnects
             self.stats.connects += 1
             self._need_delimiter = True  # flush whatever half-frame the MCU saw before us
-            self._last_heartbeat = time.monotonic()  # give the MCU one timeout to speak
+            self._last_heartbeat = float("-inf")  # alive only once this MCU's heartbeat arrives
             self._hello = Pending(Hello(Hello.ROLE_HOST, firmware_version=0x0100, name="latentcast"), self._next_seq())
             self._pending[self._hello.seq] = self._hello
             for p in self._pending.values():
