@@ -27,13 +27,24 @@ DEFAULT_BUILD_DIR = FIRMWARE_DIR.parents[1] / "runs" / "firmware"
 def build_host_tools(build_dir: Path | str = DEFAULT_BUILD_DIR) -> dict[str, Path]:
     """Compile `lc_tool` (codec driver) and `mcu_sim` with the host C compiler; returns their paths."""
     build_dir = Path(build_dir).resolve()
-    if shutil.which("make") is None or (shutil.which("gcc") is None and shutil.which("cc") is None):
-        raise UserError("building the firmware simulator needs make and gcc: install build-essential")
-    proc = subprocess.run(
-        ["make", "-s", "-C", str(FIRMWARE_DIR), f"BUILD={build_dir}"], capture_output=True, text=True, check=False
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"firmware host build failed:\n{proc.stdout}{proc.stderr}")
+    cc = shutil.which("gcc") or shutil.which("cc")
+    if cc is None:
+        raise UserError("building the firmware simulator needs a C compiler: install gcc (build-essential)")
+    if shutil.which("make"):
+        commands = [["make", "-s", "-C", str(FIRMWARE_DIR), f"BUILD={build_dir}"]]
+    else:  # the same rules as firmware/Makefile, without make
+        build_dir.mkdir(parents=True, exist_ok=True)
+        core = [str(FIRMWARE_DIR / f) for f in ("lc_cobs.c", "lc_crc16.c", "lc_messages.c")]
+        flags = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror"]
+        commands = [
+            [cc, *flags, "-pedantic", "-o", str(build_dir / "lc_tool"), str(FIRMWARE_DIR / "host/lc_tool.c"), *core],
+            [cc, *flags, "-o", str(build_dir / "mcu_sim"), str(FIRMWARE_DIR / "host/mcu_sim.c"),
+             str(FIRMWARE_DIR / "lc_link.c"), *core],
+        ]  # fmt: skip
+    for cmd in commands:
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"firmware host build failed ({' '.join(cmd[:3])} ...):\n{proc.stdout}{proc.stderr}")
     return {"lc_tool": build_dir / "lc_tool", "mcu_sim": build_dir / "mcu_sim"}
 
 
