@@ -31,6 +31,7 @@ from edge.landmarks import FaceObservation, HandObservation
 from edge.session_tools import contact_sheet, describe, label
 from latentcast import features as F
 from latentcast.errors import UserError, run_cli
+from latentcast.progress import progress as progress_display
 from latentcast.session import PARTS, frame_fields, header, load_session, save_session
 
 log = logging.getLogger(__name__)
@@ -154,15 +155,15 @@ def record(
     thumb_height: int = 96,
     autosave_s: float = 60.0,
     progress: bool = True,
+    force: bool = False,
 ) -> Path:
     """Record `source` (camera index, v4l2://, csi://, file://, a video or image path) into `output`.
 
     pace "fast" processes every frame of a file as fast as possible; "native" reads a file at its
     own rate like a camera (frames the trackers cannot keep up with are skipped, as on the device).
-    Returns the saved path; a Ctrl-C or SIGTERM stops early and still saves what was recorded.
+    Returns the saved path; a Ctrl-C or SIGTERM stops early and still saves what was recorded. An
+    existing `output` is refused unless `force` (it would be replaced, not appended to).
     """
-    from tqdm import tqdm
-
     from edge.capture import Capture, SourceSettings, open_reader
     from edge.loop import ConcurrentDetector
     from edge.stages import MediaPipeStage
@@ -174,6 +175,8 @@ def record(
     output = Path(output)
     if output.suffix != ".npz":
         raise UserError(f"session file {output} must end in .npz (numpy archive)")
+    if output.exists() and not force:
+        raise UserError(f"session {output} already exists: choose another -o, or pass --force to replace it")
     reader = open_reader(source, SourceSettings(uri=source, pace=pace))
     buffer = SessionBuffer(source, max_hands, thumb_every, thumb_height)
     stage = MediaPipeStage(face=face, hands=hands, mode="video", max_hands=max_hands)
@@ -188,7 +191,7 @@ def record(
 
     previous = signal.signal(signal.SIGTERM, stop) if _in_main_thread() else None
     interrupted = None
-    bar = tqdm(total=total, unit="frame", desc=f"recording {Path(output).name}", disable=not progress)
+    bar = progress_display(total=total, unit="frame", desc=f"recording {Path(output).name}", disable=not progress)
     log.info("recording %s into %s (Ctrl-C stops and saves)", source, output)
     try:
         capture.start()
@@ -227,6 +230,9 @@ def record(
         if capture.error and len(buffer) == 0:  # the source never opened: no empty session file
             raise UserError(f"cannot open source {source!r} ({capture.error}): check the camera index, device or file")
         saved = save_session(output, buffer.arrays())
+    if capture.error:  # the source failed mid-run: what came before is saved, but the job failed
+        done = f"{len(buffer)} frame(s)"
+        raise UserError(f"source {source!r} failed after {done} ({capture.error}): the {done} are saved in {saved}")
     if interrupted:
         log.warning("stopped by %s: saved %d frames to %s", interrupted, len(buffer), saved)
     else:
@@ -263,6 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rec.add_argument("--thumb-height", type=int, default=96)
     rec.add_argument("--autosave-s", type=float, default=60.0, help="save the session this often (0: only at the end)")
     rec.add_argument("--no-progress", action="store_true")
+    rec.add_argument("--force", action="store_true", help="replace an existing session file")
 
     lab = sub.add_parser("label", help="label frames of a session (face or hand)")
     lab.add_argument("session")
@@ -297,6 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             thumb_height=args.thumb_height,
             autosave_s=args.autosave_s,
             progress=not args.no_progress,
+            force=args.force,
         )
         print(describe(load_session(saved)))
     elif args.command == "label":

@@ -125,3 +125,25 @@ def test_corrupt_task_in_a_bundle_closes_the_other_tracker_without_tracebacks(tm
     result = edge("--bundle", str(root), "--source", f"file://{resolve(CLIP)}", "--frames", "3", "--fast")
     one_line_error(result, "hand model", "hand_landmarker.task")
     assert "Exception ignored" not in result.stderr
+
+
+# -- edge.record ------------------------------------------------------------------------------
+def test_record_refuses_text_and_fake_images_and_an_existing_session_without_force(tmp_path):
+    text = tmp_path / "notes.jpg"
+    text.write_text("this is not an image\n")
+    out = tmp_path / "s.npz"
+    one_line_error(cli("edge.record", "record", str(text), "-o", str(out), "--no-progress"), "no readable frame")
+    assert not out.exists()
+    fakes = tmp_path / "fakes"
+    fakes.mkdir()
+    (fakes / "a.png").write_bytes(b"not a png")
+    one_line_error(cli("edge.record", "record", str(fakes), "-o", str(out), "--no-progress"), "no readable frame")
+    photo = resolve(PHOTO)
+    first = cli("edge.record", "record", str(photo), "-o", str(out), "--no-progress", "--no-face")
+    assert first.returncode == 0, first.stderr
+    before = out.read_bytes()
+    again = cli("edge.record", "record", str(photo), "-o", str(out), "--no-progress", "--no-face")
+    one_line_error(again, "already exists", "--force")
+    assert out.read_bytes() == before  # untouched (it used to be overwritten silently)
+    forced = cli("edge.record", "record", str(photo), "-o", str(out), "--no-progress", "--no-face", "--force")
+    assert forced.returncode == 0, forced.stderr
