@@ -109,7 +109,15 @@ def arm_deltas(skeleton: Skeleton, side: str, hand: HandParams, config: PoseConf
     lower_world = quat.mul(quat.from_to(quat.rotate(upper, h_pos - e_pos), wrist - elbow), upper)
     upper_n = quat.slerp(down, upper, present)
     lower_n = quat.slerp(quat.IDENTITY, quat.mul(quat.conj(upper), lower_world), present)
-    return {f"{side}UpperArm": upper_n, f"{side}LowerArm": lower_n}
+    out = {f"{side}UpperArm": upper_n, f"{side}LowerArm": lower_n}
+    # The hand points where the user's does in the image (wrist -> middle knuckle), a little forward.
+    knuckle = f"{side}MiddleProximal"
+    direction = np.array([hand.dir_x, -hand.dir_y, 0.3])
+    if knuckle in b and np.isfinite(direction).all() and np.linalg.norm(direction[:2]) > 0.5:
+        pointing = quat.rotate(lower_world, b[knuckle].world_position - h_pos)
+        hand_world = quat.mul(quat.from_to(pointing, direction), lower_world)
+        out[f"{side}Hand"] = quat.slerp(quat.IDENTITY, quat.mul(quat.conj(lower_world), hand_world), present)
+    return out
 
 
 def normalized_pose(params: CharacterParams, skeleton: Skeleton, config: PoseConfig | None = None) -> dict:

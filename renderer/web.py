@@ -47,6 +47,12 @@ STATIC = {"/": "index.html", "/index.html": "index.html", "/main.js": "main.js",
 WRITE_LIMIT = 64 * 1024  # bytes buffered per client before its send waits (and newer frames replace older)
 SOCKET_SNDBUF = 64 * 1024  # kernel send buffer per client (Linux doubles it)
 LATENCY_WINDOW = 20_000  # browser latency samples kept (bounded: a long run keeps a flat memory)
+# Headless Chromium for recording and testing the page without a GPU: WebGL through SwiftShader.
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
+]  # fmt: skip
 
 
 @dataclass

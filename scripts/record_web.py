@@ -19,12 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from latentcast.errors import UserError, run_cli
-
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
-]  # fmt: skip
+from renderer.web import CHROMIUM_ARGS
 
 
 def chromium_path() -> str | None:

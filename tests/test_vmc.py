@@ -395,3 +395,11 @@ def test_bad_avatar_and_target_are_one_line_errors(tmp_path):
         VMCConfig.parse("host:abc")
     with pytest.raises(UserError, match="out of range"):
         VMCConfig.parse("host:70000")
+
+
+def test_the_hand_points_where_the_users_hand_points(sender):
+    for dir_y, above in ((-1.0, True), (1.0, False)):  # image y is down: -1 points up
+        hand = HandParams(present=1, wrist_x=0.75, wrist_y=0.5, dir_x=0.0, dir_y=dir_y)
+        pos, rot = fk(bones_of(frame(sender, CharacterParams(left_hand=hand))))
+        rise = tip(pos, rot, "Left", "Middle")[1] - pos["LeftHand"][1]
+        assert (rise > 0.05) if above else (rise < -0.05), (dir_y, rise)

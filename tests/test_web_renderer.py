@@ -24,7 +24,7 @@ import pytest
 from renderer.default_avatar import write
 from renderer.params import CharacterParams, FaceParams, HandParams
 from renderer.pose import PoseConfig
-from renderer.web import WEB_DIR, WebConfig, WebRenderer, frame_message
+from renderer.web import CHROMIUM_ARGS, WEB_DIR, WebConfig, WebRenderer, frame_message
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = [
@@ -32,11 +32,6 @@ pytestmark = [
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install chromium)"),
     pytest.mark.skipif(not (WEB_DIR / "node_modules" / "three").is_dir(), reason="needs `npm ci` in renderer/web"),
 ]
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
-]  # fmt: skip
 
 REST = CharacterParams(
     face=FaceParams(present=1),
