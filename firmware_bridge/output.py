@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from firmware_bridge.actions import Actions
 from firmware_bridge.link import LinkConfig, SerialLink
@@ -127,15 +129,22 @@ class FirmwareOutput:
 
 
 class ParamsTap:
-    """Wraps an object whose `update(...)` returns character parameters (the renderer's Animator) so
-    every result also goes to `output.update`; every other attribute passes through unchanged."""
+    """Wraps an object whose `update(msg, ...)` returns character parameters (the renderer's Animator)
+    so every result also goes to `output.update`; every other attribute passes through unchanged.
 
-    def __init__(self, inner, output: FirmwareOutput) -> None:
-        self._inner, self._output = inner, output
+    `capture_ns(msg)` turns the message's capture time into this host's monotonic clock (the renderer
+    adds its clock-offset estimate); without it, or for frames without a message, the time of the
+    update stands in.
+    """
+
+    def __init__(self, inner, output: FirmwareOutput, capture_ns: Callable[[Any], int] | None = None) -> None:
+        self._inner, self._output, self._capture_ns = inner, output, capture_ns
 
     def update(self, *args, **kwargs):
         params = self._inner.update(*args, **kwargs)
-        self._output.update(params)
+        msg = args[0] if args else kwargs.get("msg")
+        capture = self._capture_ns(msg) if msg is not None and self._capture_ns is not None else None
+        self._output.update(params, capture)
         return params
 
     def __getattr__(self, name: str):

@@ -148,7 +148,8 @@ def attach_serial(host: RendererHost, uri: str | None, mapping: Path | None):
     from firmware_bridge.output import FirmwareOutput, ParamsTap
 
     bridge = FirmwareOutput.open(uri, mapping)
-    host.animator = ParamsTap(host.animator, bridge)
+    # ACTUATORS carry the camera frame's capture time on this host's clock (edge clock + offset estimate)
+    host.animator = ParamsTap(host.animator, bridge, lambda msg: msg.capture_ns + host.latency.offset_ns())
     return bridge
 
 

@@ -221,7 +221,7 @@ def test_buttons_run_the_same_actions_as_the_cli(rig, tmp_path):
 
 
 def test_params_tap_feeds_the_output_and_passes_everything_else_through(rig):
-    _, out, _ = rig
+    sim, out, _ = rig
 
     class Animator:  # the renderer's Animator interface: update(msg, dt) -> CharacterParams, .stats
         stats = "animator stats"
@@ -229,11 +229,16 @@ def test_params_tap_feeds_the_output_and_passes_everything_else_through(rig):
         def update(self, msg, dt):
             return tracked(0.5)
 
-    tap = ParamsTap(Animator(), out)
+    class Msg:
+        capture_ns = 5_000_000_000
+
+    tap = ParamsTap(Animator(), out, capture_ns=lambda msg: msg.capture_ns + 1_000)
     assert wait_until(lambda: out.link.alive)
     before = out.stats.updates
     assert tap.update(None, 0.033).face.mouth_open == 0.5
     assert tap.stats == "animator stats" and out.stats.updates == before + 1
+    tap.update(Msg(), 0.033)  # the frame's capture time, on this host's clock, goes into ACTUATORS
+    assert sim.wait_for("targets", 2.0, lambda e: e["capture_us"] == 5_000_001)
 
 
 def test_renderer_cli_drives_the_simulator(tools, tmp_path):
@@ -256,6 +261,62 @@ def test_renderer_cli_drives_the_simulator(tools, tmp_path):
     bad = subprocess.run([*cmd[:-4], "--serial", "serial:///dev/none"], capture_output=True, text=True, timeout=60,
                          check=False)  # fmt: skip
     assert bad.returncode == 2 and "--serial needs --serial-map" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_edge_stream_through_the_renderer_to_the_firmware(tools, tmp_path):
+    """Real edge-format messages over ZeroMQ -> renderer.run -> bridge -> C firmware: a head turned
+    20 degrees moves the pan channel, and each ACTUATORS frame carries a captured frame's timestamp."""
+    import json
+    import socket
+    import threading
+
+    import numpy as np
+    import zmq
+
+    from latentcast.protocol import FaceBlock, LatentMessage, TrackingStatus, encode_latents
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    captures: list[int] = []
+    done = threading.Event()
+
+    def publish() -> None:
+        ctx = zmq.Context()
+        pub = ctx.socket(zmq.PUB)
+        pub.bind(f"tcp://127.0.0.1:{port}")
+        for seq in range(900):  # until the renderer is done (at most 30 s)
+            if done.is_set():
+                break
+            now = time.monotonic_ns()
+            captures.append(now)
+            face = FaceBlock(present=True, pose=np.array([20.0, 0.0, 0.0], np.float32))
+            pub.send(encode_latents(LatentMessage("edge0", seq, now, now, tracking=TrackingStatus.OK, face=face)))
+            time.sleep(1 / 30)
+        pub.close(linger=0)
+        ctx.term()
+
+    with Simulator(tools["mcu_sim"], tmp_path / "ttyMCU") as sim:
+        sender = threading.Thread(target=publish, daemon=True)
+        sender.start()
+        summary = tmp_path / "summary.json"
+        cmd = [sys.executable, "-m", "renderer.run", "--endpoint", f"tcp://127.0.0.1:{port}", "--out",
+               str(tmp_path / "frames"), "--frames", "40", "--start-on-message", "--size", "160x90", "--summary",
+               str(summary), "--serial", sim.uri, "--serial-map", str(PUPPET)]  # fmt: skip
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+        done.set()
+        sender.join(timeout=10)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        fw = json.loads(summary.read_text())["firmware"]
+        assert fw["output"]["tracked"] > 20
+        pan = load_mapping(PUPPET).channels[3]
+        want = q16(pan.travel(np.radians(20.0)))
+        frames = [e for e in sim.targets if not e["safe"]]
+        # slewed (nearly) all the way there; the renderer's smoothing is still converging by a few steps
+        assert abs(frames[-1]["targets"][3] - want) <= 200 < abs(want - q16(pan.safe)), (frames[-1], want)
+        sent_us = {c // 1000 for c in captures}
+        stamped = [e["capture_us"] for e in frames if e["capture_us"] in sent_us]
+        assert len(stamped) >= 20  # tracked frames carry the edge's capture time (same host: offset 0)
 
 
 def test_cli_monitor_and_check(tools, tmp_path):
