@@ -130,3 +130,19 @@ def test_the_edge_publishes_decisions_and_the_renderer_draws_them(gesture, tmp_p
                 side = params.right_hand if block.handedness == 2 else params.left_hand
                 want = open_set.label_name(block.decision.label, card["classes"])
                 assert side.gesture == want
+    # the same messages from an older edge (protocol v1, no decision): the renderer falls back to the
+    # confidence half of the card's rule, as docs/PROTOCOL.md "Versioning" says
+    from latentcast.protocol import decode_latents, encode_latents
+
+    old = Animator(BundleDecoders.from_bundle(directory))
+    checked = 0
+    for msg in messages:
+        v1 = decode_latents(encode_latents(msg, version=1))
+        assert all(h.decision is None for h in v1.hands)
+        params = old.update(v1, 1 / 25)
+        for block in v1.hands:
+            if block.present and old.blend.weights[1 + int(block.handedness == 2)] >= 0.5:
+                side = params.right_hand if block.handedness == 2 else params.left_hand
+                assert side.gesture == open_set.confident_label(block.y, card["classes"], card["open_set"])[0]
+                checked += 1
+    assert checked >= 10
