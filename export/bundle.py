@@ -27,6 +27,7 @@ import numpy as np
 
 from calibration import sets as calib_sets
 from edge.landmarks import FACE_MODEL_KEY, HAND_MODEL_KEY
+from export import landmark_models
 from export import onnx as onnx_export
 from export.quantize import METHODS, qdq_summary, quantize_encoder
 from latentcast import bundle as bundle_reader
@@ -119,7 +120,32 @@ def add_model(
     }
 
 
-def config_text(version: str, models: list[str]) -> str:
+def add_landmark_onnx(root: Path, int8: bool = True) -> dict:
+    """landmarks/: the converted landmark models (FP32, INT8 where it pays), the canonical face and the
+    parity report, from export.landmark_models' cache; returns the manifest entry (`Bundle.landmark_onnx`)."""
+    source = landmark_models.ensure_landmark_export(int8)
+    folder = root / "landmarks"
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in sorted(p for p in source.iterdir() if p.is_file()):
+        shutil.copyfile(path, folder / path.name)
+    parity = json.loads((folder / landmark_models.PARITY).read_text())
+    models = {}
+    for model in landmark_models.MODELS:
+        has_int8 = (folder / model.int8_name).is_file()
+        entry = {
+            "fp32": f"landmarks/{model.onnx_name}",
+            "int8": f"landmarks/{model.int8_name}" if has_int8 else None,
+            "onnx_vs_tflite_max_abs": parity["fp32_vs_tflite"][model.name]["max_abs"],
+        }
+        if has_int8:
+            entry["int8_vs_fp32"] = parity["int8_vs_fp32"][model.name]["task"]
+        else:
+            entry["fp32_only"] = model.fp32_only_why if int8 else "bundle built without INT8 landmark models"
+        models[model.name] = entry
+    return {"models": models, "geometry": f"landmarks/{landmark_models.GEOMETRY}"}
+
+
+def config_text(version: str, models: list[str], landmark_onnx: dict | None = None) -> str:
     """config.toml: which files the edge and renderer load, relative to the bundle root."""
     lines = [
         "# latentcast bundle: paths are relative to this file's folder.",
@@ -129,6 +155,12 @@ def config_text(version: str, models: list[str]) -> str:
         "[landmarks]",
         *(f'{part} = "{rel}"' for part, rel in bundle_reader.LANDMARK_FILES.items()),
     ]
+    if landmark_onnx:
+        lines += ["", "[landmark_onnx]", f'geometry = "{landmark_onnx["geometry"]}"']
+        for name, entry in landmark_onnx["models"].items():
+            lines.append(f'{name} = "{entry["fp32"]}"')
+            if entry["int8"]:
+                lines.append(f'{name}_int8 = "{entry["int8"]}"')
     for name in models:
         lines += [
             "",
@@ -150,8 +182,12 @@ def build(
     calib_rows: int = calib_sets.DEFAULT_ROWS,
     per_channel: bool = True,
     sign_key: Path | None = None,
+    landmark_onnx: bool = True,
 ) -> tuple[Path, Path]:
     """Write `<out>/latentcast-bundle-<version>/` and its `.tar.gz`; returns (directory, tarball).
+
+    `landmark_onnx` adds the edge's own landmark models (export.landmark_models: converted once per
+    .task, then cached); without them the bundle still runs the `mediapipe` landmark backend.
 
     With `sign_key` (from `python -m export.sign keygen`) the manifest is signed (`signature.json`).
     """
@@ -178,7 +214,8 @@ def build(
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(resolve(key), root / rel)
             landmarks[rel] = {"asset": key, "sha256": sha256_of(root / rel)}
-        (root / "config.toml").write_text(config_text(version, sorted(entries)))
+        onnx_landmarks = add_landmark_onnx(root) if landmark_onnx else None
+        (root / "config.toml").write_text(config_text(version, sorted(entries), onnx_landmarks))
         manifest = {
             "format": bundle_reader.FORMAT,
             "format_version": bundle_reader.FORMAT_VERSION,
@@ -188,6 +225,7 @@ def build(
             "tools": tool_versions(),
             "models": entries,
             "landmarks": landmarks,
+            **({bundle_reader.LANDMARK_ONNX: onnx_landmarks} if onnx_landmarks else {}),
             "files": bundle_reader.file_entries(root),
         }
         (root / bundle_reader.MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
@@ -226,6 +264,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     make.add_argument("--version", help="bundle version (default: UTC date and time)")
     make.add_argument("--out", type=Path, required=True, help="folder for the bundle directory and tarball")
     make.add_argument("--sign", type=Path, metavar="KEY", help="sign with this NAME.ed25519 (python -m export.sign)")
+    make.add_argument(
+        "--no_landmark_onnx", action="store_true", help="leave out the ONNX landmark models (mediapipe backend only)"
+    )
     check = sub.add_parser("verify", help="check every file of a bundle against its manifest")
     check.add_argument("bundle", type=Path, help="bundle directory or .tar.gz")
     args = parser.parse_args(argv)
@@ -246,6 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.calib_rows,
         per_channel=not args.per_tensor,
         sign_key=args.sign,
+        landmark_onnx=not args.no_landmark_onnx,
     )
     manifest = json.loads((root / bundle_reader.MANIFEST).read_text())
     for name, entry in manifest["models"].items():
@@ -255,6 +297,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{name}: ONNX vs PyTorch max abs {worst:.2e}, "
             f"INT8 agrees with FP32 on {agree['class_agreement']:.2%} of {agree['rows']} calibration rows"
         )
+    for name, entry in manifest.get(bundle_reader.LANDMARK_ONNX, {}).get("models", {}).items():
+        int8 = entry.get("int8_vs_fp32")
+        note = f"INT8 landmark median error {int8['landmark_median_error_pct']:.2f} %" if int8 else "FP32 only"
+        print(f"landmarks/{name}: ONNX vs TFLite max abs {entry['onnx_vs_tflite_max_abs']:.1e}, {note}")
     print(f"wrote {root}/ ({len(manifest['files'])} files) and {tarball}")
     return 0
 

@@ -438,29 +438,36 @@ def model_files(folder: Path) -> dict[str, Path]:
     return {**{m.name: folder / m.onnx_name for m in MODELS}, "geometry": folder / GEOMETRY}
 
 
+def _cached(folder: Path, make) -> Path:
+    """`folder`, made once by `make(staging)`: built beside it and renamed into place (atomic, race-safe)."""
+    if folder.is_dir():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".making-", dir=folder.parent))
+    try:
+        make(staging)
+        try:
+            staging.rename(folder)  # a half-made folder is never seen under its final name
+        except OSError:  # another process finished first
+            if not folder.is_dir():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    log.info("made %s", folder)
+    return folder
+
+
+def _cache_root(cache_dir: str | Path | None) -> Path:
+    return Path(cache_dir) if cache_dir else asset_cache_dir() / "landmark_onnx"
+
+
 def ensure_landmark_onnx(
     cache_dir: str | Path | None = None, face_task: str | Path | None = None, hand_task: str | Path | None = None
 ) -> dict[str, Path]:
     """The converted models, converting once per pair of .task files (default cache: <asset cache>/landmark_onnx)."""
     tasks = task_paths(face_task, hand_task)
-    root = Path(cache_dir) if cache_dir else asset_cache_dir() / "landmark_onnx"
-    folder = root / cache_key(tasks)
-    files = model_files(folder)
-    if (folder / REPORT).is_file() and all(p.is_file() for p in files.values()):
-        return files
-    root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".convert-", dir=root))
-    try:
-        convert(staging, tasks["face"], tasks["hand"])
-        try:
-            staging.rename(folder)  # atomic: a half-converted folder is never seen under its final name
-        except OSError:  # another process finished first
-            if not (folder / REPORT).is_file():
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    log.info("converted landmark models into %s", folder)
-    return files
+    folder = _cached(_cache_root(cache_dir) / cache_key(tasks), lambda d: convert(d, tasks["face"], tasks["hand"]))
+    return model_files(folder)
 
 
 PARITY = "landmark_parity.json"
@@ -506,6 +513,19 @@ def export_landmarks(
         report["fp32_only"] = {m.name: m.fp32_only_why for m in MODELS if m.int8_method is None}
     (out / PARITY).write_text(json.dumps(report, indent=2) + "\n")
     return report
+
+
+def shipped_files(int8: bool = True) -> list[str]:
+    """File names `ensure_landmark_export` makes (and a bundle's landmarks/ folder holds beside the .task files)."""
+    names = [m.onnx_name for m in MODELS] + [m.int8_name for m in MODELS if int8 and m.int8_method]
+    return sorted([*names, GEOMETRY, REPORT, PARITY])
+
+
+def ensure_landmark_export(int8: bool = True, cache_dir: str | Path | None = None) -> Path:
+    """`export_landmarks` with the default settings, done once per pair of .task files (what a bundle ships)."""
+    settings = repr((MODELS, DEFAULT_CLIP_FRAMES, DEFAULT_PARITY_INPUTS, int8)).encode()  # a changed choice re-exports
+    key = f"{cache_key(task_paths())}-export-{hashlib.sha256(settings).hexdigest()[:8]}"
+    return _cached(_cache_root(cache_dir) / key, lambda d: export_landmarks(d, int8))
 
 
 def summary_lines(report: dict) -> list[str]:

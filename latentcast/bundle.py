@@ -11,6 +11,9 @@ Layout (written by `python -m export.bundle build`, described in docs/EXPORT.md)
     <bundle>/models/<name>/decoder.onnx         FP32 (the renderer reconstructs features with it)
     <bundle>/models/<name>/model_card.json
     <bundle>/landmarks/{face_landmarker.task, hand_landmarker.task}
+    <bundle>/landmarks/<name>.onnx, <name>.int8.onnx, geometry_pipeline_metadata_landmarks.binarypb
+                                                the edge's own landmark models (export.landmark_models;
+                                                absent in a bundle built with --no_landmark_onnx)
 
 Verification fails with a message naming the first bad file: missing, tampered (sha256 or size
 differs) or not listed in the manifest (an unlisted file could be swapped in unnoticed). The one
@@ -49,6 +52,7 @@ PART_MODELS = {"face": "expression", "hands": "gesture"}  # which model encodes 
 # made on the device; "*.engine.json" is each engine's device-local manifest (latentcast.signing.verify_engine)
 DEVICE_BUILT = ("*.engine", "*.engine.json", "*.build.log", "tensorrt.timing.cache", "engines.json")
 LANDMARK_FILES = {"face": "landmarks/face_landmarker.task", "hand": "landmarks/hand_landmarker.task"}
+LANDMARK_ONNX = "landmark_onnx"  # manifest key: {"models": {name: {"fp32", "int8" (or None), ...}}, "geometry"}
 
 
 class BundleError(UserError):
@@ -142,6 +146,27 @@ class Bundle:
         if kind not in LANDMARK_FILES:
             raise BundleError(f"unknown landmark model {kind!r}: use one of {', '.join(LANDMARK_FILES)}")
         return self.root / LANDMARK_FILES[kind]
+
+    @property
+    def has_landmark_onnx(self) -> bool:
+        """True when the bundle carries the converted landmark models (the edge's `onnx` backend)."""
+        return bool(self.manifest.get(LANDMARK_ONNX, {}).get("models"))
+
+    def landmark_onnx(self, name: str, int8: bool = False) -> Path:
+        """A converted landmark model: its INT8 copy when asked for and shipped, else FP32 (the manifest says why)."""
+        entry = self.manifest.get(LANDMARK_ONNX, {}).get("models", {}).get(name)
+        if entry is None:
+            raise BundleError(
+                f"bundle {self.root} has no ONNX landmark model {name!r}: rebuild it without --no_landmark_onnx "
+                "or use the mediapipe landmark backend"
+            )
+        return self.root / (entry.get("int8") if int8 and entry.get("int8") else entry["fp32"])
+
+    def landmark_geometry(self) -> Path:
+        """MediaPipe's canonical face (geometry_pipeline_metadata_landmarks.binarypb) for the head pose."""
+        if not self.has_landmark_onnx:
+            raise BundleError(f"bundle {self.root} has no ONNX landmark models: use the mediapipe landmark backend")
+        return self.root / self.manifest[LANDMARK_ONNX]["geometry"]
 
     @property
     def config_path(self) -> Path:

@@ -46,6 +46,9 @@ def test_bundle_holds_everything_and_verifies(built):
         "models/gesture/model_card.json",
         "models/gesture/calibration.json",
     }
+    from export.landmark_models import shipped_files
+
+    expected |= {f"landmarks/{name}" for name in shipped_files()}  # the edge's own landmark models
     assert set(bundle.manifest["files"]) == expected
     assert set(bundle.manifest["tools"]) >= {"python", "torch", "onnx", "onnxruntime", "latentcast"}
     entry = bundle.manifest["models"]["gesture"]

@@ -131,3 +131,76 @@ def test_int8_copies_are_symmetric_and_agree_with_fp32(converted, crops, tmp_pat
         assert task["presence_agreement"] == 1.0, (name, task)
         assert task["landmark_median_error_pct"] < 8.0, (name, task)  # hand size / inter-ocular; goal 4 % end to end
     assert report["hand_landmarks_detector"]["task"]["handedness_agreement"] == 1.0
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory):
+    """Two real gesture bundles: with the landmark ONNX models (the default) and without them."""
+    pytest.importorskip("torch")
+    from _export_fixtures import gesture_model_dir
+
+    from export import bundle as bundle_writer
+
+    root = tmp_path_factory.mktemp("landmark_bundle")
+    model = gesture_model_dir(root / "gesture")
+    with_onnx, _ = bundle_writer.build(root / "out", {"gesture": model}, version="with", calib_rows=64)
+    without, _ = bundle_writer.build(
+        root / "out", {"gesture": model}, version="without", calib_rows=64, landmark_onnx=False
+    )
+    return {"with": with_onnx, "without": without}
+
+
+def test_bundle_carries_the_landmark_models_under_its_manifest(bundles, converted, crops):
+    from latentcast import bundle as bundle_reader
+
+    bundle = bundle_reader.open_bundle(bundles["with"])
+    assert bundle.has_landmark_onnx
+    listed = set(bundle.manifest["files"])
+    for model in lm.MODELS:
+        fp32 = bundle.landmark_onnx(model.name)
+        assert fp32.relative_to(bundle.root).as_posix() in listed
+        assert fp32.read_bytes() == converted[model.name].read_bytes()
+        int8 = bundle.landmark_onnx(model.name, int8=True)
+        entry = bundle.manifest[bundle_reader.LANDMARK_ONNX]["models"][model.name]
+        if model.int8_method:
+            assert int8.name == model.int8_name and int8.relative_to(bundle.root).as_posix() in listed
+            assert entry["int8_vs_fp32"]["presence_agreement"] == 1.0
+        else:
+            assert int8 == fp32 and entry["fp32_only"] == model.fp32_only_why
+        assert entry["onnx_vs_tflite_max_abs"] < 1e-2
+    assert bundle.landmark_geometry().read_bytes() == converted["geometry"].read_bytes()
+    assert "[landmark_onnx]" in bundle.config_path.read_text()
+    # the shipped INT8 hand model runs on a real crop, both hands in one call
+    x = crops.inputs["hand_landmarks_detector"][:2]
+    points = lm.onnx_outputs(bundle.landmark_onnx("hand_landmarks_detector", int8=True), x)["Identity"]
+    assert points.shape == (2, 1, 63) and np.isfinite(points).all()
+
+
+def test_bundle_with_a_tampered_landmark_model_is_refused(bundles, tmp_path):
+    import shutil
+
+    from latentcast import bundle as bundle_reader
+
+    copy = Path(shutil.copytree(bundles["with"], tmp_path / bundles["with"].name))
+    target = copy / "landmarks" / "hand_landmarks_detector.int8.onnx"
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    target.write_bytes(bytes(data))
+    with pytest.raises(bundle_reader.BundleError, match=r"landmarks/hand_landmarks_detector\.int8\.onnx was modified"):
+        bundle_reader.open_bundle(copy)
+
+
+def test_bundle_without_landmark_models_still_runs_the_mediapipe_backend(bundles):
+    from calibration.landmark_crops import read_rgb
+    from edge.landmarks import HandTracker, LandmarkerConfig
+    from latentcast import bundle as bundle_reader
+
+    bundle = bundle_reader.open_bundle(bundles["without"])
+    assert not bundle.has_landmark_onnx
+    assert not any(name.endswith(".onnx") for name in bundle.manifest["files"] if name.startswith("landmarks/"))
+    with pytest.raises(bundle_reader.BundleError, match="use the mediapipe landmark backend"):
+        bundle.landmark_onnx("hand_landmarks_detector")
+    config = LandmarkerConfig(mode="image", color_order="rgb", hand_model=str(bundle.landmark_model("hand")))
+    with HandTracker(config) as tracker:
+        hands = tracker.detect(read_rgb("data/images/hands/hand_thumb_up.jpg"))
+    assert sum(h.present for h in hands) >= 1
