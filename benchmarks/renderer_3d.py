@@ -2,10 +2,11 @@
 
     python benchmarks/renderer_3d.py [--frames 300] [--browser-seconds 10] [--out runs/bench/renderer_3d.json]
 
-VMC and web: the per-frame cost on this host (pose + OSC encoding; pose + JSON) over varied
-parameters. Browser: the real page in Debian's chromium (headless, SwiftShader WebGL) fed at 30 fps
-by `renderer.web.WebRenderer` with the capture time stamped just before publishing, so the figure
-is host publish -> WebSocket -> page -> WebGL frame drawn, on the page's clock-offset estimate.
+VMC and web: the per-frame CPU time of this process (`time.process_time`, so other jobs on a shared
+host do not inflate it) for pose + OSC encoding and pose + JSON, over varied parameters. Browser:
+the real page in Debian's chromium (headless, SwiftShader WebGL) fed at 30 fps by
+`renderer.web.WebRenderer` with the capture time stamped just before publishing, so the figure is
+host publish -> WebSocket -> page -> WebGL frame drawn, on the page's clock-offset estimate.
 Skipped (with the reason in the JSON) without chromium or the page's npm modules.
 """
 
@@ -42,17 +43,17 @@ def bench_cpu(frames: int) -> dict:
     build_ms, sizes, packets = [], [], []
     for i in range(frames):
         params = varied(i)
-        start = time.perf_counter()
+        start = time.process_time()
         out = sender.build(params, i / 30)
-        build_ms.append((time.perf_counter() - start) * 1e3)
+        build_ms.append((time.process_time() - start) * 1e3)
         packets.append(len(out))
         sizes += [len(p) for p in out]
     sender.close()
     web_ms, web_bytes = [], []
     for i in range(frames):
-        start = time.perf_counter()
+        start = time.process_time()
         text = json.dumps(frame_message(varied(i), i, 0.0, True, PoseConfig()))
-        web_ms.append((time.perf_counter() - start) * 1e3)
+        web_ms.append((time.process_time() - start) * 1e3)
         web_bytes.append(len(text))
     return {
         "vmc_build_ms": percentiles(build_ms),

@@ -17,6 +17,7 @@ writes the same bytes. CLI: `python scripts/make_avatar.py`.
 from __future__ import annotations
 
 import itertools
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -520,13 +521,13 @@ def write(path: str | Path, version: str = "1.0", rest_rotations: bool = False) 
     """Build and save the avatar as a .vrm (glTF binary); returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".part")
+    tmp = path.with_suffix(f"{path.suffix}.{os.getpid()}.part")  # concurrent writers never share a temp file
     build(version, rest_rotations).save_binary(str(tmp))
     tmp.replace(path)
     return path
 
 
-DEFAULT_DIR = Path("runs/avatar")
+DEFAULT_DIR = Path(__file__).resolve().parents[1] / "runs" / "avatar"
 DEFAULT_FILES = {"1.0": "latentcast-default.vrm", "0.x": "latentcast-default-vrm0.vrm"}
 
 

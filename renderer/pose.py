@@ -46,7 +46,7 @@ def _hand_frame(skeleton: Skeleton, side: str) -> tuple[np.ndarray, np.ndarray]:
         return np.array([0.0, -1.0, 0.0]), np.array([0.0, 0.0, -1.0])  # T-pose: palm down, thumb forward
     hand = b[f"{side}Hand"].world_position
     index, little = b[f"{side}IndexProximal"].world_position, b[f"{side}LittleProximal"].world_position
-    palm = np.cross(index - hand, little - hand) * (-1.0 if side == "Left" else 1.0)
+    palm = quat.cross(index - hand, little - hand) * (-1.0 if side == "Left" else 1.0)
     return palm / max(np.linalg.norm(palm), 1e-9), (little - index) / max(np.linalg.norm(little - index), 1e-9)
 
 
@@ -60,7 +60,7 @@ def finger_deltas(skeleton: Skeleton, side: str, hand: HandParams) -> dict[str, 
             continue
         direction = skeleton.bones[names[1]].world_position - skeleton.bones[names[0]].world_position
         bend = palm if finger != "Thumb" else palm + 1.2 * across
-        axis = np.cross(direction, bend)
+        axis = quat.cross(direction, bend)
         degrees = CURL_DEGREES["thumb" if finger == "Thumb" else "finger"]
         c = float(np.clip(curl, 0.0, 1.0)) if math.isfinite(curl) else 0.0
         for name, full in zip(names, degrees, strict=True):
@@ -148,5 +148,8 @@ def local_rotations(skeleton: Skeleton, pose: dict[str, np.ndarray]) -> dict[str
     for name, rest in skeleton.bones.items():
         n = pose.get(name, quat.IDENTITY)
         wp = rest.parent_world_rotation
+        if quat.is_identity(wp) and quat.is_identity(rest.local_rotation):  # a normalised bone (VRM 0.x, default)
+            out[name] = quat.normalize(n)
+            continue
         out[name] = quat.normalize(quat.mul(quat.mul(quat.mul(quat.conj(wp), n), wp), rest.local_rotation))
     return out

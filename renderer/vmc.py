@@ -22,6 +22,7 @@ Coordinates are Unity's: left-handed, +Y up, the avatar facing +Z (see docs/REND
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import socket
@@ -81,18 +82,26 @@ def _pad(raw: bytes) -> bytes:
     return raw + b"\x00" * (4 - len(raw) % 4)
 
 
+@functools.lru_cache(maxsize=512)
+def _osc_string(text: str) -> bytes:
+    return _pad(text.encode("utf-8"))
+
+
 def osc_message(address: str, *args: str | int | float) -> bytes:
     """One OSC message; str -> 's', int -> 'i', float -> 'f' (a non-finite float is sent as 0.0)."""
-    tags, payload = ",", b""
+    tags, payload = ",", []
     for arg in args:
         if isinstance(arg, str):
-            tags, payload = tags + "s", payload + _pad(arg.encode("utf-8"))
+            tags += "s"
+            payload.append(_osc_string(arg))
         elif isinstance(arg, (int, np.integer)) and not isinstance(arg, bool):
-            tags, payload = tags + "i", payload + struct.pack(">i", int(arg))
+            tags += "i"
+            payload.append(struct.pack(">i", int(arg)))
         else:
             value = float(arg)
-            tags, payload = tags + "f", payload + struct.pack(">f", value if math.isfinite(value) else 0.0)
-    return _pad(address.encode("ascii")) + _pad(tags.encode("ascii")) + payload
+            tags += "f"
+            payload.append(struct.pack(">f", value if math.isfinite(value) else 0.0))
+    return _osc_string(address) + _osc_string(tags) + b"".join(payload)
 
 
 BUNDLE_HEADER = b"#bundle\x00" + struct.pack(">Q", 1)  # time tag 1 = immediately
