@@ -164,6 +164,10 @@ class SerialLink:
     def __init__(self, config: LinkConfig) -> None:
         self.config = config
         self.path, self.baud = parse_serial_uri(config.uri)
+        try:
+            import serial  # noqa: F401  (checked here so a missing install is one clear error, not a dead thread)
+        except ImportError:
+            raise UserError("the serial link needs pyserial: pip install pyserial==3.5 (extra: firmware)") from None
         self.stats = LinkStats()
         self.deframer = Deframer()
         self.time = TimeSync()

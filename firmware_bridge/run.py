@@ -93,6 +93,10 @@ def monitor(args: argparse.Namespace) -> int:
                 print(f"{link.mcu.name if link.mcu else '?'}: heartbeats {s.heartbeats}, frames {s.frames_in}, "
                       f"rx errors {link.deframer.stats.errors}, MCU rx errors {link.mcu_rx_errors}, rtt {rtt}, "
                       f"reconnects {s.disconnects}", flush=True)  # fmt: skip
+                if link.imu is not None:
+                    w, x, y, z = link.imu.quaternion
+                    print(f"  imu: quaternion ({w:.3f}, {x:.3f}, {y:.3f}, {z:.3f}), accel {link.imu.accel_mg} mg",
+                          flush=True)  # fmt: skip
         except KeyboardInterrupt:
             pass  # Ctrl-C ends a monitor session; the summary still prints
     print(json.dumps({"alive_seen": ever_alive, "stats": vars(link.stats), "deframer": vars(link.deframer.stats)}))
