@@ -116,7 +116,7 @@ class LandmarkerConfig:
     min_detection_confidence: float = 0.5
     min_presence_confidence: float = 0.5
     min_tracking_confidence: float = 0.5
-    backend: str = "mediapipe"  # "mediapipe" (MediaPipe Tasks) or "onnx" (edge/onnx_landmarks, docs/LANDMARKS.md)
+    backend: str = "onnx"  # "onnx" (edge/onnx_landmarks, docs/LANDMARKS.md) or "mediapipe" (MediaPipe Tasks)
     onnx_dir: str = ""  # onnx backend: folder of converted models; "" = the bundle's landmark models
     onnx_int8: bool = False  # onnx backend: the INT8 QDQ models where the folder has them
     detect_interval_s: float = 0.1  # onnx backend: background detection at most this often while tracking
