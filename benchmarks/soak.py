@@ -110,20 +110,24 @@ def growth(samples: list[dict], key: str, warmup_s: float) -> dict:
 
 
 def plot(samples: list[dict], warmup_s: float, path: Path) -> None:
+    """One panel per process, each on its own scale, so a growth of a few MB is visible."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 4))
-    for key, label in (("edge_rss_mb", "edge (python -m edge.run)"), ("renderer_rss_mb", "renderer (+ VMC)")):
-        ax.plot([s["t_s"] / 60 for s in samples], [s[key] for s in samples], marker=".", label=label)
-    ax.axvline(warmup_s / 60, color="grey", linestyle="--", label="end of warm-up")
-    ax.set_xlabel("minutes")
-    ax.set_ylabel("RSS (MB)")
-    ax.set_title("latentcast soak: resident memory")
-    ax.grid(alpha=0.3)
-    ax.legend()
+    fig, axes = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    parts = (("edge_rss_mb", "edge (python -m edge.run)", "C0"), ("renderer_rss_mb", "renderer (+ VMC)", "C1"))
+    for ax, (key, label, color) in zip(axes, parts, strict=True):
+        points = [(s["t_s"] / 60, s[key]) for s in samples if s[key] is not None and s["t_s"] > 0]
+        if points:
+            ax.plot(*zip(*points, strict=True), marker=".", color=color, label=label)
+        ax.axvline(warmup_s / 60, color="grey", linestyle="--", label="end of warm-up")
+        ax.set_ylabel("RSS (MB)")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right")
+    axes[0].set_title("latentcast soak: resident memory per process")
+    axes[-1].set_xlabel("minutes")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -227,7 +231,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sample-every", type=float, default=10.0, help="seconds between RSS samples")
     parser.add_argument("--bundle", help="bundle for both sides (default: none: pose, presence and idle motion)")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "soak", help="folder for soak.json, soak.png, logs")
+    parser.add_argument("--replot", type=Path, metavar="SOAK_JSON", help="only redraw the plot of an earlier run")
     args = parser.parse_args(argv)
+    if args.replot:
+        report = json.loads(args.replot.read_text())
+        plot(report["samples"], report["warmup_s"], args.replot.with_suffix(".png"))
+        print(f"wrote {args.replot.with_suffix('.png')}")
+        return 0
     if not Path("/proc/self/status").is_file():
         raise UserError("the soak benchmark reads /proc/PID/status: run it on Linux")
     if args.duration <= 0 or args.sample_every <= 0 or not 0 <= args.warmup < args.duration:
