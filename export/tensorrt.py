@@ -9,6 +9,7 @@ encodes one face or up to four hands), a timing cache that makes rebuilds fast, 
 engine, a build log and the equivalent `trtexec` command.
 
     python -m export.tensorrt BUNDLE          # every model: encoder.engine (FP16), encoder.int8.engine (INT8)
+                                              # + landmarks/<name>.engine (FP16), <name>.int8.engine (INT8 copies)
     python -m export.tensorrt encoder.int8.onnx --precision int8 --out engines/
 
 Engines land beside the ONNX they come from (`models/<name>/encoder.int8.engine`), where the edge
@@ -46,6 +47,12 @@ class EngineSpec:
     max_batch: int = 4
     workspace_mib: int = 256
     timing_cache: Path | None = None
+    input_name: str = INPUT_NAME
+    sample_shape: tuple[int, ...] | None = None  # input shape after the batch axis; None: [D] read from the graph
+    dynamic_batch: bool = True  # False: the graph's batch is fixed (1), no optimisation profile
+
+    def input_dims(self) -> tuple[int, ...]:
+        return self.sample_shape if self.sample_shape is not None else (input_width(self.onnx_path),)
 
 
 def tensorrt_missing() -> str | None:
@@ -68,19 +75,18 @@ def input_width(onnx_path: Path) -> int:
     raise UserError(f"{onnx_path} has no '{INPUT_NAME}' input: give an encoder exported by export.onnx")
 
 
-def trtexec_command(spec: EngineSpec, width: int) -> str:
+def trtexec_command(spec: EngineSpec, width: int | None = None) -> str:
     """The trtexec line that builds the same engine (for people who prefer the CLI, or to compare)."""
-    shape = lambda n: f"{INPUT_NAME}:{n}x{width}"  # noqa: E731
-    args = [
-        "trtexec",
-        f"--onnx={spec.onnx_path}",
-        f"--saveEngine={spec.engine_path}",
-        f"--minShapes={shape(spec.min_batch)}",
-        f"--optShapes={shape(spec.opt_batch)}",
-        f"--maxShapes={shape(spec.max_batch)}",
-        f"--memPoolSize=workspace:{spec.workspace_mib}M",
-        "--fp16",
-    ]
+    dims = (width,) if width is not None and spec.sample_shape is None else spec.input_dims()
+    shape = lambda n: f"{spec.input_name}:{'x'.join(str(d) for d in (n, *dims))}"  # noqa: E731
+    args = ["trtexec", f"--onnx={spec.onnx_path}", f"--saveEngine={spec.engine_path}"]
+    if spec.dynamic_batch:
+        args += [
+            f"--minShapes={shape(spec.min_batch)}",
+            f"--optShapes={shape(spec.opt_batch)}",
+            f"--maxShapes={shape(spec.max_batch)}",
+        ]
+    args += [f"--memPoolSize=workspace:{spec.workspace_mib}M", "--fp16"]
     if spec.precision == "int8":
         args.append("--int8")  # with Q/DQ in the graph this means explicit quantization, no calibration
     if spec.timing_cache is not None:
@@ -96,7 +102,7 @@ def build_engine(spec: EngineSpec) -> dict:
         raise UserError(f"unknown precision {spec.precision!r}: choose {' or '.join(PRECISIONS)}")
     log_path = spec.engine_path.with_suffix(".build.log")
     spec.engine_path.parent.mkdir(parents=True, exist_ok=True)
-    width = input_width(spec.onnx_path)
+    dims = spec.input_dims()
 
     class FileLogger(trt.ILogger):
         """TensorRT's messages to the build log (all of them) and warnings and errors to stderr."""
@@ -126,9 +132,11 @@ def build_engine(spec: EngineSpec) -> dict:
         config.set_flag(trt.BuilderFlag.FP16)
         if spec.precision == "int8":
             config.set_flag(trt.BuilderFlag.INT8)
-        profile = builder.create_optimization_profile()
-        profile.set_shape(INPUT_NAME, (spec.min_batch, width), (spec.opt_batch, width), (spec.max_batch, width))
-        config.add_optimization_profile(profile)
+        if spec.dynamic_batch:  # a fixed-shape graph (the landmark models but one) needs no profile
+            profile = builder.create_optimization_profile()
+            low, opt, high = ((n, *dims) for n in (spec.min_batch, spec.opt_batch, spec.max_batch))
+            profile.set_shape(spec.input_name, low, opt, high)
+            config.add_optimization_profile(profile)
         cache_bytes = spec.timing_cache.read_bytes() if spec.timing_cache and spec.timing_cache.is_file() else b""
         cache = config.create_timing_cache(cache_bytes)
         config.set_timing_cache(cache, ignore_mismatch=False)
@@ -148,13 +156,23 @@ def build_engine(spec: EngineSpec) -> dict:
         "engine": str(spec.engine_path),
         "onnx": str(spec.onnx_path),
         "precision": spec.precision,
-        "profile": {"min": spec.min_batch, "opt": spec.opt_batch, "max": spec.max_batch, "width": width},
+        "profile": (
+            {"min": spec.min_batch, "opt": spec.opt_batch, "max": spec.max_batch, "sample_shape": list(dims)}
+            if spec.dynamic_batch
+            else {"fixed_shape": [1, *dims]}
+        ),
         "build_seconds": round(seconds, 2),
         "bytes": spec.engine_path.stat().st_size,
         "tensorrt": trt.__version__,
         "log": str(log_path),
-        "trtexec": trtexec_command(spec, width),
+        "trtexec": trtexec_command(spec),
     }
+
+
+def _has_input(onnx_path: Path, name: str) -> bool:
+    import onnx
+
+    return any(t.name == name for t in onnx.load(str(onnx_path), load_external_data=False).graph.input)
 
 
 def has_qdq(onnx_path: Path) -> bool:
@@ -165,17 +183,21 @@ def has_qdq(onnx_path: Path) -> bool:
     return any(node.op_type == "QuantizeLinear" for node in graph.node)
 
 
-def specs_for(source: Path, out: Path | None, precision: str, max_batch: int) -> list[EngineSpec]:
+def specs_for(
+    source: Path, out: Path | None, precision: str, max_batch: int, landmarks: bool = True
+) -> list[EngineSpec]:
     """Engines to build, each named like its ONNX with `.engine` (where the edge loop looks for it).
 
     One ONNX file: one engine, INT8 when the graph has Q/DQ nodes, else FP16 (or as `precision` says).
     A bundle: per model, `encoder.engine` (FP16, from encoder.onnx) and `encoder.int8.engine` (INT8, from
-    encoder.int8.onnx), beside the ONNX unless `out` is given.
+    encoder.int8.onnx), beside the ONNX unless `out` is given; then the landmark models (`landmark_specs`).
     """
     if source.is_file() and source.suffix == ".onnx":
         out = out or source.parent
         chosen = precision if precision != "auto" else ("int8" if has_qdq(source) else "fp16")
         cache = out / TIMING_CACHE
+        if not _has_input(source, INPUT_NAME):  # not an encoder: a landmark model
+            return [image_model_spec(source, out / f"{source.stem}.engine", chosen, cache)]
         return [EngineSpec(source, out / f"{source.stem}.engine", chosen, max_batch=max_batch, timing_cache=cache)]
     from latentcast.bundle import open_bundle
 
@@ -187,12 +209,54 @@ def specs_for(source: Path, out: Path | None, precision: str, max_batch: int) ->
             onnx_path = bundle.encoder(name, int8=each == "int8")
             engine = (out / name if out else onnx_path.parent) / onnx_path.with_suffix(".engine").name
             specs.append(EngineSpec(onnx_path, engine, each, max_batch=max_batch, timing_cache=cache))
+    if bundle.has_landmark_onnx and landmarks:
+        specs += landmark_specs(bundle, out, precision, cache)
     return specs
+
+
+LANDMARK_MAX_BATCH = 2  # both hands in one call; every other landmark model is fixed at batch 1
+
+
+def landmark_specs(bundle, out: Path | None, precision: str, cache: Path) -> list[EngineSpec]:
+    """The bundle's landmark models: FP16 from each FP32 ONNX, INT8 from each INT8 QDQ copy (models shipped
+    FP32 only get no INT8 engine: INT8 without Q/DQ would need TensorRT's deprecated implicit calibration)."""
+    specs = []
+    for name in bundle.manifest["landmark_onnx"]["models"]:
+        for each in PRECISIONS if precision == "auto" else (precision,):
+            onnx_path = bundle.landmark_onnx(name, int8=each == "int8")
+            if each == "int8" and not onnx_path.name.endswith(".int8.onnx"):
+                continue
+            engine = (out / "landmarks" if out else onnx_path.parent) / onnx_path.with_suffix(".engine").name
+            specs.append(image_model_spec(onnx_path, engine, each, cache))
+    return specs
+
+
+def image_model_spec(onnx_path: Path, engine: Path, precision: str, cache: Path | None) -> EngineSpec:
+    """A spec for a one-input model of any shape (the landmark models): fixed shape, or a batch profile of
+    1..LANDMARK_MAX_BATCH (opt: both hands) when the graph's batch axis is symbolic."""
+    import onnx
+
+    graph_input = onnx.load(str(onnx_path), load_external_data=False).graph.input[0]
+    dims = [d.dim_value for d in graph_input.type.tensor_type.shape.dim]
+    dynamic = not dims[0]
+    top = LANDMARK_MAX_BATCH if dynamic else 1
+    return EngineSpec(
+        onnx_path,
+        engine,
+        precision,
+        min_batch=1,
+        opt_batch=top,
+        max_batch=top,
+        timing_cache=cache,
+        input_name=graph_input.name,
+        sample_shape=tuple(dims[1:]),
+        dynamic_batch=dynamic,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m export.tensorrt", description=__doc__.splitlines()[0])
-    parser.add_argument("source", type=Path, help="bundle directory/.tar.gz, or one encoder .onnx")
+    parser.add_argument("source", type=Path, help="bundle directory/.tar.gz, or one encoder or landmark .onnx")
     parser.add_argument("--out", type=Path, help="folder for engines, logs, timing cache (default: beside the ONNX)")
     parser.add_argument(
         "--precision",
@@ -201,12 +265,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="auto: both for a bundle, by graph for a file",
     )
     parser.add_argument("--max_batch", type=int, default=4, help="largest batch of the optimisation profile")
+    parser.add_argument("--no_landmarks", action="store_true", help="only the encoders, not the landmark models")
     args = parser.parse_args(argv)
-    specs = specs_for(args.source, args.out, args.precision, args.max_batch)
+    specs = specs_for(args.source, args.out, args.precision, args.max_batch, landmarks=not args.no_landmarks)
     missing = tensorrt_missing()
     if missing:
         for spec in specs:  # still useful: what to run where TensorRT exists
-            print(f"equivalent: {trtexec_command(spec, input_width(spec.onnx_path))}")
+            print(f"equivalent: {trtexec_command(spec)}")
         raise UserError(missing)
     reports = []
     for spec in specs:

@@ -204,3 +204,54 @@ def test_bundle_without_landmark_models_still_runs_the_mediapipe_backend(bundles
     with HandTracker(config) as tracker:
         hands = tracker.detect(read_rgb("data/images/hands/hand_thumb_up.jpg"))
     assert sum(h.present for h in hands) >= 1
+
+
+def _trt_missing() -> str | None:
+    from export.tensorrt import tensorrt_missing
+
+    return tensorrt_missing()
+
+
+def test_tensorrt_specs_and_trtexec_lines_for_the_landmark_models(bundles):
+    from export import tensorrt as trt_export
+
+    specs = [s for s in trt_export.specs_for(bundles["with"], None, "auto", 4) if "landmarks" in s.onnx_path.parts]
+    built = {(s.onnx_path.name, s.precision) for s in specs}
+    expected = {(m.onnx_name, "fp16") for m in lm.MODELS} | {(m.int8_name, "int8") for m in lm.MODELS if m.int8_method}
+    assert built == expected
+    by_name = {(s.onnx_path.name, s.precision): s for s in specs}
+    hands = by_name[("hand_landmarks_detector.int8.onnx", "int8")]
+    line = trt_export.trtexec_command(hands)
+    assert "--minShapes=input_1:1x224x224x3" in line and "--maxShapes=input_1:2x224x224x3" in line
+    assert "--int8" in line and hands.engine_path.name == "hand_landmarks_detector.int8.engine"
+    palm = trt_export.trtexec_command(by_name[("hand_detector.onnx", "fp16")])
+    assert "Shapes" not in palm and "--fp16" in palm and "--int8" not in palm  # fixed 1x192x192x3: no profile
+
+
+@pytest.mark.skipif(_trt_missing() is None, reason="TensorRT is installed: the real build test runs instead")
+def test_tensorrt_cli_without_tensorrt_lists_landmark_engines_and_builds_none(bundles, tmp_path, capsys):
+    from export import tensorrt as trt_export
+    from latentcast.errors import run_cli
+
+    assert run_cli(trt_export.main, [str(bundles["with"]), "--out", str(tmp_path)]) == 2
+    out = capsys.readouterr().out
+    assert out.count("landmarks/hand_landmarks_detector.int8.engine") == 1
+    assert not list(tmp_path.rglob("*.engine")), "no engine may appear without TensorRT"
+
+
+@pytest.mark.skipif(_trt_missing() is not None, reason=f"needs TensorRT and an NVIDIA GPU: {_trt_missing()}")
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_tensorrt_builds_the_hand_landmark_engine_with_a_batch_1_to_2_profile(bundles, tmp_path, precision):
+    import tensorrt as trt
+
+    from export import tensorrt as trt_export
+    from latentcast import bundle as bundle_reader
+
+    bundle = bundle_reader.open_bundle(bundles["with"])
+    source = bundle.landmark_onnx("hand_landmarks_detector", int8=precision == "int8")
+    spec = trt_export.image_model_spec(source, tmp_path / f"hands.{precision}.engine", precision, tmp_path / "cache")
+    report = trt_export.build_engine(spec)
+    assert report["bytes"] > 0 and report["profile"]["max"] == 2
+    engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(spec.engine_path.read_bytes())
+    low, _, high = engine.get_tensor_profile_shape("input_1", 0)
+    assert tuple(low) == (1, 224, 224, 3) and tuple(high) == (2, 224, 224, 3)
