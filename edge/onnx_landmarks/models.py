@@ -70,36 +70,49 @@ def _dynamic_batch(model) -> None:
 
 
 def _prelu_for_cpu(model) -> int:
-    """PRelu(x, a) -> x + (a - 1) * min(x, 0), exactly the same function; returns how many were rewritten.
+    """PRelu(x, a) with a per-channel slope -> x + DWConv(1 - a)(Relu(DWConv(-1)(x))): the same function.
 
-    onnxruntime's CPU PRelu kernel broadcasts its per-channel slope element by element: it took
-    55 % of the face landmark model's time (69 PRelu nodes), and the rewrite (three fast
-    element-wise kernels) makes that model 1.6x faster and the palm detector 1.4x (measured on
-    the 2-core machine). TensorRT and CUDA run PRelu natively, so only the CPU path is rewritten.
+    onnxruntime's CPU PRelu kernel broadcasts its slope element by element and leaves the NCHWc
+    blocked layout the convolutions run in: it took 55 % of the face landmark model's time (69
+    PRelu nodes). Written as two 1x1 depthwise convolutions (the Relu and the Add fuse into them)
+    everything stays in that layout: the face landmark model runs about 2x faster and the palm
+    detector 1.3x (measured on the 2-core machine; outputs equal to 2e-4). TensorRT and CUDA run
+    PRelu natively, so only the CPU path is rewritten. Returns how many nodes were rewritten.
     """
     import onnx
     from onnx import helper, numpy_helper
 
+    shapes = onnx.shape_inference.infer_shapes(model)
+    ranks = {
+        v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+        for v in list(shapes.graph.value_info) + list(shapes.graph.input)
+    }
     inits = {init.name: init for init in model.graph.initializer}
-    nodes, rewritten, used = [], 0, set()
+    nodes, rewritten = [], 0
     for node in model.graph.node:
-        if node.op_type != "PRelu" or node.input[1] not in inits:
-            nodes.append(node)
-            used.update(node.input)
+        shape = ranks.get(node.input[0]) if node.op_type == "PRelu" else None
+        slope = numpy_helper.to_array(inits[node.input[1]]) if shape and node.input[1] in inits else None
+        channels = shape[1] if shape and len(shape) == 4 else 0
+        if slope is None or not channels or slope.size != channels or slope.shape[-2:] != (1, 1):
+            nodes.append(node)  # not a per-channel slope on NCHW: left as it is
             continue
-        slope = numpy_helper.to_array(inits[node.input[1]]).astype(np.float32)
-        scale = numpy_helper.from_array(slope - 1.0, f"{node.name}__a_minus_1")
-        zero = numpy_helper.from_array(np.zeros((), np.float32), f"{node.name}__zero")
-        model.graph.initializer.extend([scale, zero])
-        low, scaled = f"{node.output[0]}__min0", f"{node.output[0]}__scaled"
-        nodes.append(helper.make_node("Min", [node.input[0], zero.name], [low], name=f"{node.name}__min"))
-        nodes.append(helper.make_node("Mul", [low, scale.name], [scaled], name=f"{node.name}__mul"))
-        nodes.append(helper.make_node("Add", [node.input[0], scaled], [node.output[0]], name=f"{node.name}__add"))
-        used.update([node.input[0], zero.name, scale.name, low, scaled])
+        name, out = node.name or node.output[0], node.output[0]
+        negate = numpy_helper.from_array(np.full((channels, 1, 1, 1), -1.0, np.float32), f"{name}__w_neg")
+        scale = numpy_helper.from_array((1.0 - slope.reshape(-1)).reshape(channels, 1, 1, 1).astype(np.float32),
+                                        f"{name}__w_one_minus_a")  # fmt: skip
+        model.graph.initializer.extend([negate, scale])
+        conv = dict(group=channels, kernel_shape=[1, 1])
+        nodes += [
+            helper.make_node("Conv", [node.input[0], negate.name], [f"{out}__neg"], name=f"{name}__neg", **conv),
+            helper.make_node("Relu", [f"{out}__neg"], [f"{out}__relu"], name=f"{name}__relu"),
+            helper.make_node("Conv", [f"{out}__relu", scale.name], [f"{out}__low"], name=f"{name}__scale", **conv),
+            helper.make_node("Add", [node.input[0], f"{out}__low"], [out], name=f"{name}__add"),
+        ]
         rewritten += 1
     if rewritten:
         del model.graph.node[:]
         model.graph.node.extend(nodes)
+        used = {name for node in model.graph.node for name in node.input}
         keep = [init for init in model.graph.initializer if init.name in used]
         del model.graph.initializer[:]
         model.graph.initializer.extend(keep)
