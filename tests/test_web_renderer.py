@@ -216,3 +216,64 @@ def test_page_modules_are_served_locally_never_from_a_cdn(web):
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(f"http://127.0.0.1:{web.port}{bad}", timeout=10)
         assert err.value.code == 404
+
+
+def test_renderer_cli_streams_a_recorded_sequence_to_the_page_and_reports_its_latency(browser, tmp_path):
+    """The whole host: edge-like latent messages over ZeroMQ -> renderer.run --web -> the page -> summary."""
+    import subprocess
+    import sys
+
+    import renderer_support as support
+
+    root = Path(__file__).resolve().parents[1]
+    bundle = support.make_bundle(tmp_path / "latentcast-bundle-test")
+
+    def free_port() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    port, web_port, summary_path = free_port(), free_port(), tmp_path / "summary.json"
+    renderer = subprocess.Popen(
+        [sys.executable, "-m", "renderer.run", "--endpoint", f"tcp://127.0.0.1:{port}", "--bundle", str(bundle),
+         "--web", str(web_port), "--start-on-message", "--exit-after-silence", "1.5", "--duration", "60",
+         "--summary", str(summary_path), "--out", str(tmp_path / "frames")],
+        cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    page = browser.new_page()
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # the renderer is starting
+            try:
+                page.goto(f"http://127.0.0.1:{web_port}/", timeout=5_000)
+                break
+            except Exception:
+                if time.monotonic() > deadline or renderer.poll() is not None:
+                    raise
+                time.sleep(0.3)
+        page.wait_for_function("window.__latentcast.vrm !== null && window.__latentcast.connected", timeout=60_000)
+        code = ("import sys; sys.path.insert(0, 'tests'); import renderer_support as s; "
+                f"s.publish_stream('tcp://127.0.0.1:{port}', {str(bundle)!r}, 200)")  # fmt: skip
+        publisher = subprocess.Popen([sys.executable, "-c", code], cwd=root)
+        page.wait_for_function("window.__latentcast.tracking === 'tracking'", timeout=30_000)
+        shots = [_shot(page)]
+        time.sleep(1.5)  # classes and head yaw move on in the recorded sequence
+        shots.append(_shot(page))
+        publisher.wait(timeout=60)
+        page.wait_for_function("window.__latentcast.tracking === 'lost'", timeout=10_000)
+        assert page.inner_text("#status") == "tracking lost"
+        stdout, stderr = renderer.communicate(timeout=60)
+    finally:
+        if renderer.poll() is None:
+            renderer.kill()
+        page.close()
+    assert renderer.returncode == 0, stderr
+    assert f"open http://127.0.0.1:{web_port}/" in stdout
+    assert _diff(shots[0], shots[1]) > 1.0  # the avatar moved with the stream
+    summary = json.loads(summary_path.read_text())
+    web = summary["web"]
+    assert web["clients"] >= 1 and web["sent"] > 30 and web["published"] == summary["frames_rendered"]
+    browser_latency = summary["latency"]["capture_to_browser_frame"]
+    assert browser_latency["count"] > 20 and 0 < browser_latency["p50_ms"] < 2000
+    # The page's figure includes the host's own capture -> render on top of the WebSocket hop.
+    assert browser_latency["p50_ms"] >= 0.5 * summary["latency"]["capture_to_render"]["p50_ms"]
