@@ -4,10 +4,15 @@
     python -m aae.mnist --train --dist_type gmm --label --save_path runs/gmm_label
     python -m aae.mnist --viz --save_path runs/gmm_label          # latest epoch; --load N for epoch N
 
+    python -m aae.mnist --train_semisupervised --recipe strong --nlabels 100 --resume --save_path runs/s100
+
 Every reference flag keeps its meaning and default; `--load` defaults to the latest checkpoint
 (the reference's 99 was the last epoch of its 100-epoch runs). Added: --data_dir, --save_path,
---nlabels, --seed, --device, --threads, and subset sizes for quick runs. This file only parses
-arguments and wires the library (`aae.model`, `aae.train`, `aae.evaluate`, `aae.plots`) together.
+--nlabels, --seed, --device, --threads, subset sizes for quick runs, a held-out validation split
+(--n_valid) that chooses the reported epoch, named recipes (--recipe), a scalable lr schedule
+(--lr_decay), the VAT extension (--vatw, --vat_eps) and exact resumption (--resume). This file
+only parses arguments and wires the library (`aae.model`, `aae.train`, `aae.evaluate`,
+`aae.plots`) together.
 """
 
 from __future__ import annotations
