@@ -368,3 +368,39 @@ def test_prelu_rewrite_is_the_same_function():
     onnx.checker.check_model(model)
     after = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
     np.testing.assert_allclose(after[0], before[0], atol=1e-6)
+
+
+def test_an_empty_scene_is_searched_in_the_background_and_a_loss_inline():
+    """The scheduling rule of RoiTracker, with a detector that records where and when it ran."""
+    from edge.onnx_landmarks.tracker import RoiTracker
+
+    calls: list[str] = []
+    found = threading.Event()
+
+    def detect(rgb, count):
+        calls.append(threading.current_thread().name)
+        if found.is_set():
+            return [Roi(50, 50, 20, 20)]
+        return []
+
+    tracker = RoiTracker(detect, max_count=1, interval_s=0.0, name="t")
+    frame = np.zeros((4, 4, 3), np.uint8)
+    try:
+        assert tracker.rois(frame) == [] and calls == ["MainThread"]  # first frame: inline
+        tracker.update([])
+        for _ in range(20):  # empty scene: never inline again
+            assert tracker.rois(frame) == []
+            tracker.update([])
+            time.sleep(0.01)
+        assert calls.count("MainThread") == 1 and calls.count("t-detector") >= 2
+        found.set()  # a subject appears: the worker's result is used on a later frame
+        deadline = time.monotonic() + 5
+        while not (rois := tracker.rois(frame)) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert rois == [Roi(50, 50, 20, 20)]
+        tracker.update(rois)
+        tracker.update([])  # lost: the next frame looks inline at once
+        inline = calls.count("MainThread")
+        assert tracker.rois(frame) == [Roi(50, 50, 20, 20)] and calls.count("MainThread") == inline + 1
+    finally:
+        tracker.close()

@@ -2,8 +2,11 @@
 a background worker looks for new or lost subjects at a bounded rate.
 
 MediaPipe's VIDEO mode runs the detector on every frame while fewer than `num_hands` hands are
-tracked, so one visible hand with num_hands=2 pays for palm detection every frame. Here:
-- nothing tracked: detect inline (there is no subject whose latency could suffer);
+tracked, so one visible hand with num_hands=2 pays for palm detection every frame, and an empty
+scene pays for it too. Here:
+- nothing tracked: detect inline on the first frame and on the frame after a subject was lost
+  (it is probably still there); otherwise the scene is empty and detection goes to the background
+  worker like below, so a part with nothing in view costs the loop nothing;
 - something tracked but fewer than the maximum: the frame is offered to `DetectorWorker`, which
   runs at most once per `interval_s` on its own thread and never queues (a busy or too-early
   worker just skips the frame); its ROIs join the tracks on a later frame, except those that
@@ -110,16 +113,24 @@ class RoiTracker:
         self.detect, self.max_count, self.threshold = detect, max_count, min_tracking_confidence
         self.tracks: list[Roi] = []
         self.inline_detections = 0
-        self.worker = DetectorWorker(detect, max_count, interval_s, name) if background and max_count > 1 else None
+        self._inline_next = True  # the first frame, and the first after a loss, detect inline
+        self.worker = DetectorWorker(detect, max_count, interval_s, name) if background else None
 
     def rois(self, rgb: np.ndarray, video: bool = True) -> list[Roi]:
         if not video:
             return self.detect(rgb, self.max_count)
         if not self.tracks:
-            self.inline_detections += 1
-            if self.worker is not None:
-                self.worker.take()  # stale: from before the subject was lost
-            return self.detect(rgb, self.max_count)
+            if self.worker is None or self._inline_next:
+                self._inline_next = False
+                self.inline_detections += 1
+                if self.worker is not None:
+                    self.worker.take()  # stale: from before the subject was lost
+                return self.detect(rgb, self.max_count)
+            found = self.worker.take()  # an empty scene: look in the background, at the bounded rate
+            if found:
+                return found[: self.max_count]
+            self.worker.offer(rgb)
+            return []
         rois = list(self.tracks)
         if self.worker is not None:
             found = self.worker.take()
@@ -130,6 +141,8 @@ class RoiTracker:
         return rois
 
     def update(self, next_rois: list[Roi]) -> None:
+        if self.tracks and not next_rois:
+            self._inline_next = True  # just lost: look again at once, the subject is probably still there
         self.tracks = list(next_rois)[: self.max_count]
 
     def reset(self) -> None:
