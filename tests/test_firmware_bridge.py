@@ -167,7 +167,7 @@ def test_watchdog_moves_the_actuators_to_the_safe_pose_when_heartbeats_stop(rig)
     assert sim.last_targets()["targets"][0] == jaw_open
     sim.command("hb off")
     drive(out, tracked(0.8), 0.3 + 0.8)  # the timeout, then slewing back (jaw: 0.5 travel at 4/s)
-    assert out.link.stats.watchdog_trips == 1 and not out.link.alive
+    assert out.link.stats.watchdog_trips >= 1 and not out.link.alive
     assert sim.last_targets()["targets"] == [q16(t) for t in out.mapping.safe_pose]
     assert sim.last_targets()["safe"] == 0  # sent by the host's watchdog, not the MCU's own
     sim.command("hb on")
@@ -185,12 +185,14 @@ def test_lost_tracking_goes_to_the_safe_pose_within_slew_limits(rig):
     frames = [e for e in sim.targets[start:] if not e["safe"]]
     pan = out.mapping.channels[3]
     assert frames[-1]["targets"][3] == q16(pan.safe) and frames[-1]["targets"][0] == q16(out.mapping.channels[0].safe)
-    # Per second of MCU time, no channel moved faster than its slew limit (1 q16 step of rounding).
+    # Between any two frames the MCU applied, no channel moved faster than its slew limit allows for the
+    # time between the two updates that made them (their capture stamps: the update's own clock, so
+    # transport delays and superseded frames cannot hide a jump); 2 q16 steps of rounding.
     for a, b in itertools.pairwise(frames):
-        dt = (b["t_us"] - a["t_us"]) / 1e6
+        dt = (b["capture_us"] - a["capture_us"]) / 1e6
         for c in out.mapping.channels:
             step = abs(b["targets"][c.channel] - a["targets"][c.channel]) / 65535
-            assert step <= c.slew * (dt + 0.03) + 2 / 65535, (c.name, step, dt)  # 30 ms: host/MCU timing jitter
+            assert step <= c.slew * (dt + 0.002) + 2 / 65535, (c.name, step, dt)
 
 
 def test_buttons_run_the_same_actions_as_the_cli(rig, tmp_path):

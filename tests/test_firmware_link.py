@@ -140,27 +140,36 @@ def test_stalled_port_never_blocks_the_caller_and_keeps_latest_value():
     try:
         # The MCU stopped reading: fill the tty's buffer completely before the link writes anything.
         os.set_blocking(slave, False)
-        filled = 0
-        with contextlib.suppress(BlockingIOError):
-            while True:
+        filled, refused = 0, 0
+        while refused < 3:  # the kernel moves bytes between its tty buffers a moment later: refill until it stays full
+            try:
                 filled += os.write(slave, b"\x01" * 4096)
+                refused = 0
+            except BlockingIOError:
+                refused += 1
+                time.sleep(0.02)
         assert filled > 0
         with SerialLink(LinkConfig(f"serial://{os.ttyname(slave)}", heartbeat_timeout_s=60.0,
                                    write_timeout_s=0.02)) as link:  # fmt: skip
             assert wait_until(lambda: link.connected)
-            worst, n = 0.0, 0
+            took: list[float] = []
+            n = 0
             start = time.perf_counter()
-            while time.perf_counter() - start < 1.0:
+            while time.perf_counter() - start < (1.0 if link.stats.write_stalls else 5.0):
                 t0 = time.perf_counter()
                 link.set_targets((n % 65536, 1, 2, 3, 4, 5), n)
-                worst = max(worst, time.perf_counter() - t0)
+                took.append(time.perf_counter() - t0)
                 n += 1
                 if n % 50 == 0:
                     time.sleep(0.001)
             assert link.stats.write_stalls > 0, "the port never stalled: the test did not test anything"
             assert link.stats.actuator_superseded > 0  # replaced in the slot, never queued
             assert link.stats.actuator_sent < link.stats.actuator_updates / 10
-            assert worst < 0.05, f"set_targets took {worst * 1000:.1f} ms on a stalled port"
+            # Blocking on the port would cost >= write_timeout (20 ms) a call; a slot write costs microseconds
+            # (the machine may still preempt a few calls, so the tail is checked loosely).
+            took.sort()
+            assert n > 1000, f"only {n} set_targets calls in a second on a stalled port"
+            assert took[n // 2] < 0.0005 and took[int(n * 0.99)] < 0.005, (took[n // 2], took[int(n * 0.99)], took[-1])
             # The MCU reads again: the link resumes and the newest value is what arrives last.
             last = (n - 1) % 65536
             os.set_blocking(master, False)
@@ -229,7 +238,7 @@ def test_mcu_reboot_behind_an_open_port_gets_configured_again(raw_pty):
     with SerialLink(LinkConfig(uri, heartbeat_timeout_s=5.0, retry_s=0.02, max_tries=3)) as link:
         assert wait_until(lambda: link.connected)
         link.configure(Config(250, (q16(0.1),)))
-        time.sleep(0.2)  # nobody acks: given up
+        assert wait_until(lambda: link.stats.reliable_failed == 2, 3.0)  # nobody answers: HELLO and CONFIG given up
         d = Deframer()
 
         def configs() -> int:

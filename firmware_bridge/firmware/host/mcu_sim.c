@@ -53,7 +53,7 @@ static void uart_write(void *ctx, const uint8_t *data, size_t n) {
         if (w > 0) { done += (size_t)w; continue; }
         if (!b->flow_control) break; /* normally a full UART FIFO drops, like real hardware */
         struct pollfd out = {.fd = b->master, .events = POLLOUT};
-        if (poll(&out, 1, 200) <= 0) break; /* the host stopped reading: drop the rest */
+        if (poll(&out, 1, 1000) <= 0) break; /* the host stopped reading for 1 s: drop the rest */
     }
     b->written += done;
     b->dropped += n - done;
