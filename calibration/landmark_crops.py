@@ -13,17 +13,20 @@ hands and faces are; each crop is then cut the way MediaPipe's graphs cut it:
 - blendshapes: MediaPipe's 146-landmark subset in image pixels (x * width, y * height).
 
 Pixel ranges are each model's (`export.landmark_models.MODELS`): 0..1, or -1..1 for the face detector.
-A recorded session (edge/record.py .npz of landmarks) adds blendshape rows via `session_blendshape_rows`.
+The user's own recordings (video files: `videos`) add hand and face crops. A recorded landmark
+session (edge/record.py .npz) holds no pixels, so it cannot calibrate these image models.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from latentcast.assets import catalog_keys, resolve, sha256_of
+from latentcast.errors import UserError
 
 CLIP_KEY = "data/video/hand_landmarker_test_video.mp4"
 HAND_PHOTO_PREFIX = "data/images/hands/"
@@ -71,9 +74,16 @@ def read_rgb(key: str) -> np.ndarray:
 
 def clip_frames(count: int, key: str = CLIP_KEY) -> list[np.ndarray]:
     """`count` RGB frames spread evenly over the shared hand clip."""
+    return video_frames(resolve(key), count)
+
+
+def video_frames(path: str | Path, count: int) -> list[np.ndarray]:
+    """`count` RGB frames spread evenly over a video file (a UserError when it cannot be read)."""
     import cv2
 
-    capture = cv2.VideoCapture(str(resolve(key)))
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise UserError(f"{path} is not a readable video: give a recording such as an .mp4")
     try:
         total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
         wanted = set(np.linspace(0, max(total - 1, 0), count).round().astype(int).tolist())
@@ -168,10 +178,13 @@ def hand_images(clip_count: int) -> list[tuple[str, np.ndarray]]:
     return images + [(key, read_rgb(key)) for key in keys]
 
 
-def build_crops(clip_count: int = 24, face_photo_limit: int | None = None) -> LandmarkCrops:
-    """Real inputs for every landmark model from the clip, the hand photos and the face photos."""
+def build_crops(
+    clip_count: int = 24, face_photo_limit: int | None = None, videos: Sequence[Path] = (), video_frames_each: int = 24
+) -> LandmarkCrops:
+    """Real inputs for every landmark model from the clip, the hand photos and the face photos, plus
+    `video_frames_each` frames of each of the user's own recordings in `videos` (hands and faces)."""
     from aae import landmark_data
-    from edge.landmarks import HandTracker, LandmarkerConfig
+    from edge.landmarks import FaceTracker, HandTracker, LandmarkerConfig
     from export.landmark_models import MODEL_BY_NAME
 
     def rng(name: str) -> tuple[float, float]:
@@ -179,6 +192,15 @@ def build_crops(clip_count: int = 24, face_photo_limit: int | None = None) -> La
 
     inputs: dict[str, list[np.ndarray]] = {name: [] for name in MODEL_BY_NAME}
     hands = hand_images(clip_count)
+    recorded = [(f"{path}#{i}", f) for path in videos for i, f in enumerate(video_frames(path, video_frames_each))]
+    hands += recorded
+    with FaceTracker(LandmarkerConfig(mode="image", color_order="rgb")) as tracker:
+        for _, rgb in recorded:
+            face = tracker.detect(rgb)
+            if face.present:
+                crop = face_crop(rgb, face.landmarks)
+                inputs["face_landmarks_detector"].append(to_range(crop, rng("face_landmarks_detector")))
+                inputs["face_blendshapes"].append(blendshape_points(face.landmarks, face.image_size))
     with HandTracker(LandmarkerConfig(mode="image", color_order="rgb")) as tracker:
         for _, rgb in hands:
             for hand in tracker.detect(rgb):
@@ -196,24 +218,10 @@ def build_crops(clip_count: int = 24, face_photo_limit: int | None = None) -> La
     for _, rgb in hands:
         inputs["hand_detector"].append(to_range(letterbox(rgb, 192), rng("hand_detector")))
         inputs["face_detector"].append(to_range(letterbox(rgb, 128), rng("face_detector")))
-    keys = sorted({key.split("#")[0] for key, _ in hands} | {photo.key for photo, _ in faces})
+    keys = sorted({key.split("#")[0] for key, _ in hands[: len(hands) - len(recorded)]} | {p.key for p, _ in faces})
     sources = [{"asset": key, "sha256": sha256_of(resolve(key))} for key in keys]
+    sources += [{"video": str(path), "sha256": sha256_of(Path(path)), "frames": video_frames_each} for path in videos]
     counts = {"clip_frames": clip_count, "hand_crops": len(inputs["hand_landmarks_detector"]), "faces": len(faces)}
     sources.append(counts)
     return LandmarkCrops({name: np.stack(x) for name, x in inputs.items() if x}, sources)
 
-
-def session_blendshape_rows(landmarks: np.ndarray, image_size: tuple[int, int], rows: int = 64) -> np.ndarray:
-    """Blendshape-model inputs from a recorded session's face landmarks [T, 478, 3] (frames with a face)."""
-    present = landmarks[np.abs(landmarks).sum(axis=(1, 2)) > 0]
-    pick = np.unique(np.linspace(0, len(present) - 1, min(rows, len(present))).round().astype(int))
-    if not len(present):
-        return np.zeros((0, len(BLENDSHAPE_SUBSET), 2), np.float32)
-    return np.stack([blendshape_points(f, image_size) for f in present[pick]])
-
-
-def stack(parts: Sequence[LandmarkCrops]) -> LandmarkCrops:
-    """Several crop sets as one (e.g. the mirror's media plus a recorded session's)."""
-    names = sorted({n for p in parts for n in p.inputs})
-    inputs = {n: np.concatenate([p.inputs[n] for p in parts if n in p.inputs]) for n in names}
-    return LandmarkCrops(inputs, [s for p in parts for s in p.sources])

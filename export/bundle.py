@@ -120,10 +120,10 @@ def add_model(
     }
 
 
-def add_landmark_onnx(root: Path, int8: bool = True) -> dict:
-    """landmarks/: the converted landmark models (FP32, INT8 where it pays), the canonical face and the
-    parity report, from export.landmark_models' cache; returns the manifest entry (`Bundle.landmark_onnx`)."""
-    source = landmark_models.ensure_landmark_export(int8)
+def add_landmark_onnx(root: Path, int8: bool = True, videos: Sequence[Path] = ()) -> dict:
+    """landmarks/: the converted landmark models (FP32, INT8 where it pays, calibrated also on `videos`), the
+    canonical face and the parity report, from export.landmark_models' cache; returns the manifest entry."""
+    source = landmark_models.ensure_landmark_export(int8, videos)
     folder = root / "landmarks"
     folder.mkdir(parents=True, exist_ok=True)
     for path in sorted(p for p in source.iterdir() if p.is_file()):
@@ -183,11 +183,13 @@ def build(
     per_channel: bool = True,
     sign_key: Path | None = None,
     landmark_onnx: bool = True,
+    landmark_videos: Sequence[Path] = (),
 ) -> tuple[Path, Path]:
     """Write `<out>/latentcast-bundle-<version>/` and its `.tar.gz`; returns (directory, tarball).
 
     `landmark_onnx` adds the edge's own landmark models (export.landmark_models: converted once per
     .task, then cached); without them the bundle still runs the `mediapipe` landmark backend.
+    `landmark_videos`: the user's own recordings, added to the landmark models' INT8 calibration crops.
 
     With `sign_key` (from `python -m export.sign keygen`) the manifest is signed (`signature.json`).
     """
@@ -214,7 +216,7 @@ def build(
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(resolve(key), root / rel)
             landmarks[rel] = {"asset": key, "sha256": sha256_of(root / rel)}
-        onnx_landmarks = add_landmark_onnx(root) if landmark_onnx else None
+        onnx_landmarks = add_landmark_onnx(root, videos=landmark_videos) if landmark_onnx else None
         (root / "config.toml").write_text(config_text(version, sorted(entries), onnx_landmarks))
         manifest = {
             "format": bundle_reader.FORMAT,
@@ -267,6 +269,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     make.add_argument(
         "--no_landmark_onnx", action="store_true", help="leave out the ONNX landmark models (mediapipe backend only)"
     )
+    make.add_argument(
+        "--landmark_video", type=Path, action="append", default=[], help="your recording, for landmark INT8 crops"
+    )
     check = sub.add_parser("verify", help="check every file of a bundle against its manifest")
     check.add_argument("bundle", type=Path, help="bundle directory or .tar.gz")
     args = parser.parse_args(argv)
@@ -288,6 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         per_channel=not args.per_tensor,
         sign_key=args.sign,
         landmark_onnx=not args.no_landmark_onnx,
+        landmark_videos=args.landmark_video,
     )
     manifest = json.loads((root / bundle_reader.MANIFEST).read_text())
     for name, entry in manifest["models"].items():

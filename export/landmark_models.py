@@ -28,7 +28,6 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -36,9 +35,6 @@ from edge.landmarks import FACE_MODEL_KEY, HAND_MODEL_KEY
 from latentcast.assets import cache_dir as asset_cache_dir
 from latentcast.assets import resolve, sha256_of
 from latentcast.errors import UserError, run_cli
-
-if TYPE_CHECKING:
-    from calibration.landmark_crops import LandmarkCrops
 
 log = logging.getLogger(__name__)
 
@@ -480,16 +476,16 @@ def export_landmarks(
     int8: bool = True,
     clip_frames: int = DEFAULT_CLIP_FRAMES,
     parity_inputs: int = DEFAULT_PARITY_INPUTS,
-    extra: LandmarkCrops | None = None,
+    videos: Sequence[Path] = (),
 ) -> dict:
     """FP32 ONNX (+ INT8) of every landmark model and the geometry file in `out_dir`, with their parity.
 
     The FP32 files come from the conversion cache (`ensure_landmark_onnx`). Real crops
-    (calibration.landmark_crops, plus `extra`, e.g. a recorded session) are split in two: even
+    (calibration.landmark_crops, plus frames of the user's own `videos`) are split in two: even
     ones calibrate INT8, odd ones measure it. FP32 is checked against TFLite on `parity_inputs` of them.
     Writes landmark_models.json and landmark_parity.json beside the models; returns the parity report.
     """
-    from calibration.landmark_crops import build_crops, stack
+    from calibration.landmark_crops import build_crops
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -497,9 +493,7 @@ def export_landmarks(
     for path in [*cached.values(), cached["geometry"].with_name(REPORT)]:
         shutil.copyfile(path, out / path.name)
     files = model_files(out)
-    crops = build_crops(clip_frames)
-    if extra is not None:
-        crops = stack([crops, extra])
+    crops = build_crops(clip_frames, videos=videos)
     report = {
         "crops": {name: len(x) for name, x in crops.inputs.items()},
         "sources": crops.sources,
@@ -521,11 +515,14 @@ def shipped_files(int8: bool = True) -> list[str]:
     return sorted([*names, GEOMETRY, REPORT, PARITY])
 
 
-def ensure_landmark_export(int8: bool = True, cache_dir: str | Path | None = None) -> Path:
-    """`export_landmarks` with the default settings, done once per pair of .task files (what a bundle ships)."""
-    settings = repr((MODELS, DEFAULT_CLIP_FRAMES, DEFAULT_PARITY_INPUTS, int8)).encode()  # a changed choice re-exports
-    key = f"{cache_key(task_paths())}-export-{hashlib.sha256(settings).hexdigest()[:8]}"
-    return _cached(_cache_root(cache_dir) / key, lambda d: export_landmarks(d, int8))
+def ensure_landmark_export(
+    int8: bool = True, videos: Sequence[Path] = (), cache_dir: str | Path | None = None
+) -> Path:
+    """`export_landmarks` with the default settings, done once per .task pair and videos (what a bundle ships)."""
+    recordings = [sha256_of(Path(v)) for v in videos]
+    settings = repr((MODELS, DEFAULT_CLIP_FRAMES, DEFAULT_PARITY_INPUTS, int8, recordings)).encode()
+    key = f"{cache_key(task_paths())}-export-{hashlib.sha256(settings).hexdigest()[:8]}"  # a changed choice re-exports
+    return _cached(_cache_root(cache_dir) / key, lambda d: export_landmarks(d, int8, videos=videos))
 
 
 def summary_lines(report: dict) -> list[str]:
@@ -555,9 +552,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     full.add_argument("--no_int8", action="store_true", help="FP32 only")
     full.add_argument("--clip_frames", type=int, default=DEFAULT_CLIP_FRAMES, help="clip frames in the crop set")
     full.add_argument("--parity_inputs", type=int, default=DEFAULT_PARITY_INPUTS, help="real inputs per model")
+    full.add_argument("--video", type=Path, action="append", default=[], help="your own recording (repeatable)")
     args = parser.parse_args(argv)
     if args.action == "export":
-        report = export_landmarks(args.out, not args.no_int8, args.clip_frames, args.parity_inputs)
+        report = export_landmarks(args.out, not args.no_int8, args.clip_frames, args.parity_inputs, args.video)
         print("\n".join(summary_lines(report)))
         print(f"wrote {args.out}/ and {args.out / PARITY}")
         return 0

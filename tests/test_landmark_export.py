@@ -255,3 +255,18 @@ def test_tensorrt_builds_the_hand_landmark_engine_with_a_batch_1_to_2_profile(bu
     engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(spec.engine_path.read_bytes())
     low, _, high = engine.get_tensor_profile_shape("input_1", 0)
     assert tuple(low) == (1, 224, 224, 3) and tuple(high) == (2, 224, 224, 3)
+
+
+def test_a_users_own_recording_adds_calibration_crops(tmp_path):
+    from calibration.landmark_crops import CLIP_KEY, build_crops
+    from latentcast.assets import resolve
+
+    base = build_crops(clip_count=2, face_photo_limit=2)
+    more = build_crops(clip_count=2, face_photo_limit=2, videos=[resolve(CLIP_KEY)], video_frames_each=4)
+    assert len(more.inputs["hand_landmarks_detector"]) > len(base.inputs["hand_landmarks_detector"])
+    assert len(more.inputs["hand_detector"]) == len(base.inputs["hand_detector"]) + 4
+    assert any(source.get("video") == str(resolve(CLIP_KEY)) for source in more.sources)
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video")
+    with pytest.raises(UserError, match=r"broken\.mp4 is not a readable video"):
+        build_crops(clip_count=1, face_photo_limit=1, videos=[broken])
