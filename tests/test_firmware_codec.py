@@ -167,3 +167,15 @@ def test_encoder_refuses_what_the_format_cannot_carry():
         encode_frame(Actuators(0, (0,) * (MAX_CHANNELS + 1)), 0)
     with pytest.raises(ProtocolError, match="length"):
         Hello.unpack(bytes(9) + b"\x05ab")
+
+
+def test_the_document_shows_the_same_vectors_and_a_mapping_that_loads():
+    """docs/FIRMWARE.md is what firmware authors read: its tables must be the golden file's bytes."""
+    from firmware_bridge.mapping import parse_mapping, tomllib
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "FIRMWARE.md").read_text()
+    for vector in VECTORS["frames"] + VECTORS["invalid"]:
+        assert f"| `{vector['name']}` |" in doc and f"`{vector['wire']}`" in doc, vector["name"]
+    assert "0x29B1" in doc
+    block = doc.split("## The host's mapping file")[1].split("```toml")[1].split("```")[0]
+    assert parse_mapping(tomllib.loads(block), "FIRMWARE.md").channels[0].param == "face.mouth_open"
