@@ -179,3 +179,58 @@ def test_the_document_shows_the_same_vectors_and_a_mapping_that_loads():
     assert "0x29B1" in doc
     block = doc.split("## The host's mapping file")[1].split("```toml")[1].split("```")[0]
     assert parse_mapping(tomllib.loads(block), "FIRMWARE.md").channels[0].param == "face.mouth_open"
+
+
+@pytest.fixture(scope="module")
+def lc_tool_sanitized(tmp_path_factory):
+    """The C codec built with AddressSanitizer and UBSan: a bad read or overflow aborts the process."""
+    from firmware_bridge.sim import FIRMWARE_DIR
+
+    exe = tmp_path_factory.getbasetemp() / "lc_tool_asan"
+    names = ("host/lc_tool.c", "lc_cobs.c", "lc_crc16.c", "lc_messages.c")
+    src = [FIRMWARE_DIR / n for n in names]
+    cmd = ["gcc", "-std=c99", "-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
+           "-fno-omit-frame-pointer", "-o", str(exe), *map(str, src)]  # fmt: skip
+    build = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if build.returncode != 0:
+        pytest.skip(f"this gcc cannot build with sanitizers: {build.stderr.strip()[:200]}")
+    return exe
+
+
+def test_mutated_frames_never_crash_the_c_decoder_and_both_codecs_agree(lc_tool_sanitized):
+    rng = random.Random(1313)
+    lines, expected = [], []
+    for _ in range(1500):
+        msg, seq = random_message(rng), rng.randrange(65536)
+        wire = bytearray(encode_frame(msg, seq)[:-1])
+        for _ in range(rng.randint(1, 3)):
+            kind, at = rng.randrange(4), rng.randrange(max(1, len(wire)))
+            if not wire:
+                wire += b"\x01"
+            elif kind == 0:
+                wire[at] ^= 1 << rng.randrange(8)  # flipped bit
+            elif kind == 1:
+                del wire[at:]  # cut
+            elif kind == 2:
+                wire[at:at] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 8)))  # inserted junk
+            else:
+                wire[at] = rng.randrange(256)
+        wire = bytes(wire) + b"\x00"
+        d = Deframer()
+        frames = d.feed(wire)
+        if frames:
+            f = frames[0]
+            expected.append(flat(f.seq, f.message) + " " + encode_frame(f.message, f.seq).hex())
+        else:
+            s = d.stats
+            expected.append(f"ERR cobs={s.cobs_errors} crc={s.crc_errors} length={s.length_errors} "
+                            f"version={s.version_errors} type={s.unknown_types} overflow={s.overflows}")  # fmt: skip
+        lines.append("D " + wire.hex())
+    proc = subprocess.run([str(lc_tool_sanitized)], input="\n".join(lines) + "\n", capture_output=True, text=True,
+                          timeout=120, check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    answers = proc.stdout.splitlines()
+    assert len(answers) == len(lines)
+    mismatches = [(line, want, got) for line, want, got in zip(lines, expected, answers, strict=True) if want != got]
+    assert not mismatches, mismatches[:3]
+    assert sum(a.startswith("ERR") for a in answers) > 1000  # the mutations really break frames
