@@ -404,3 +404,22 @@ def test_an_empty_scene_is_searched_in_the_background_and_a_loss_inline():
         assert tracker.rois(frame) == [Roi(50, 50, 20, 20)] and calls.count("MainThread") == inline + 1
     finally:
         tracker.close()
+
+
+def test_engine_without_tensorrt_falls_back_to_onnxruntime(models, tmp_path, caplog):
+    """A bundle's landmarks/<name>.engine is used only where TensorRT imports (Jetson); here: onnxruntime."""
+    import importlib.util
+    import shutil
+
+    from edge.onnx_landmarks import models as m
+
+    if importlib.util.find_spec("tensorrt") is not None:
+        pytest.skip("tensorrt imports here: the native runner would be tried")
+    onnx_path = tmp_path / "hand_detector.onnx"
+    shutil.copyfile(models["hand_detector"], onnx_path)
+    onnx_path.with_suffix(".engine").write_bytes(b"stands in for an engine file; never loaded without TensorRT")
+    m._warned.discard("tensorrt")
+    with caplog.at_level(logging.WARNING):
+        runner = m.open_model(onnx_path, providers=["tensorrt", "cpu"])
+    assert isinstance(runner, m.ModelSession) and runner.provider == "CPUExecutionProvider"
+    assert sum("native TensorRT is unavailable" in r.getMessage() for r in caplog.records) == 1

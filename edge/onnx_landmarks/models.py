@@ -3,6 +3,8 @@
 Why these choices:
 - Providers TensorRT, CUDA, CPU in that order, keeping those this onnxruntime build has. A provider
   asked for but missing is dropped with one logged line (the loop must still start on a CPU box).
+  Where `export.tensorrt` built an engine beside the ONNX file and `tensorrt` imports (Jetson),
+  the native TensorRT runner is used instead.
 - Threads are set, never left to onnxruntime's default (one per core, spinning): on a 2-core
   device the face and hand models run at the same time, so each session gets
   `intra_op_threads` (default 1) and no spin-waiting, which would steal the other's core.
@@ -57,6 +59,20 @@ def choose_providers(wanted: Sequence[str] | None) -> list[str]:
 
 def _fallback(have: set[str]) -> str:
     return next((p for p in _PREFERRED if p in have), "CPUExecutionProvider")
+
+
+def _have_onnx() -> bool:
+    """The graph edits need the `onnx` package (requirements/device.txt has it); without it, one log line."""
+    import importlib.util
+
+    if importlib.util.find_spec("onnx") is not None:
+        return True
+    if "onnx" not in _warned:
+        _warned.add("onnx")
+        log.warning(
+            "the onnx package is not installed: landmark models load unedited (slower on CPU); pip install onnx"
+        )
+    return False
 
 
 def _dynamic_batch(model) -> None:
@@ -137,15 +153,88 @@ class ModelSession:
         return self.session.get_providers()[0]
 
 
+class TensorRTModel:
+    """A native TensorRT engine built by `export.tensorrt` beside the ONNX file (Jetson): `run` like ModelSession.
+
+    Needs `tensorrt` (JetPack) and cupy for device buffers. Outputs come back in the ONNX graph's
+    output order, which the post-processing relies on. Not exercised on the development machines
+    (no GPU there); without tensorrt the onnxruntime session is used instead.
+    """
+
+    def __init__(self, engine_path: Path, onnx_path: Path) -> None:
+        import tensorrt as trt
+
+        onnx = None
+        if _have_onnx():
+            import onnx
+
+        try:
+            import cupy as cp
+        except ImportError as exc:
+            raise ImportError("the native TensorRT landmark runner needs cupy for device buffers") from exc
+        self._cp, self.path, self.engine_path = cp, onnx_path, engine_path
+        runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        self.engine = runtime.deserialize_cuda_engine(engine_path.read_bytes())
+        if self.engine is None:
+            raise RuntimeError(f"TensorRT could not load {engine_path}: rebuild it with `python -m export.tensorrt`")
+        self.context = self.engine.create_execution_context()
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        # the ONNX graph's output order (TensorRT keeps it too, but the file says so for certain)
+        order = [o.name for o in onnx.load(str(onnx_path), load_external_data=False).graph.output] if onnx else []
+        self.input_name = inputs[0]
+        self.outputs = sorted((n for n in names if n not in inputs), key=lambda n: order.index(n) if n in order else 0)
+        self.stream = cp.cuda.Stream(non_blocking=True)
+
+    @property
+    def provider(self) -> str:
+        return f"native TensorRT ({self.engine_path.name})"
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        cp = self._cp
+        x = cp.asarray(np.ascontiguousarray(batch, np.float32))
+        self.context.set_input_shape(self.input_name, tuple(x.shape))
+        self.context.set_tensor_address(self.input_name, x.data.ptr)
+        outputs = []
+        for name in self.outputs:
+            out = cp.empty(tuple(self.context.get_tensor_shape(name)), dtype=cp.float32)
+            self.context.set_tensor_address(name, out.data.ptr)
+            outputs.append(out)
+        self.context.execute_async_v3(self.stream.ptr)
+        self.stream.synchronize()
+        return [cp.asnumpy(out) for out in outputs]
+
+
+def _native_engine(path: Path, providers: Sequence[str] | None):
+    """The TensorRT engine beside `path` when one was built, TensorRT is wanted and it imports, else None."""
+    engine = path.with_suffix(".engine")  # <name>.onnx -> <name>.engine, <name>.int8.onnx -> <name>.int8.engine
+    wanted = not providers or any(p.lower() in ("tensorrt", "tensorrtexecutionprovider") for p in providers)
+    if not (engine.is_file() and wanted):
+        return None
+    try:
+        runner = TensorRTModel(engine, path)
+    except ImportError as exc:
+        if "tensorrt" not in _warned:
+            _warned.add("tensorrt")
+            log.warning("landmark engines found but native TensorRT is unavailable (%s): using onnxruntime", exc)
+        return None
+    log.info("landmark model %s: %s", path.name, runner.provider)
+    return runner
+
+
 def open_model(
     path: str | Path, threads: int = 1, providers: Sequence[str] | None = None, dynamic_batch: bool = False
-) -> ModelSession:
-    """A session on one converted landmark model (clear error when the file is missing or not ONNX)."""
+) -> ModelSession | TensorRTModel:
+    """A runner for one converted landmark model: a native TensorRT engine where one was built and TensorRT
+    imports, else an onnxruntime session (clear error when the file is missing or not ONNX)."""
     import onnxruntime as ort
 
     path = Path(path)
     if not path.is_file():
         raise UserError(f"landmark model {path} does not exist: convert them with `python -m export.landmark_models`")
+    native = _native_engine(path, providers)
+    if native is not None:
+        return native
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -157,7 +246,7 @@ def open_model(
     source: str | bytes = str(path)
     cpu_only = chosen[0] == "CPUExecutionProvider"
     try:
-        if dynamic_batch or cpu_only:
+        if (dynamic_batch or cpu_only) and _have_onnx():
             import onnx
 
             model = onnx.load(str(path))
