@@ -91,10 +91,18 @@ def _open(browser, web):
     return page, errors
 
 
-def _shot(page) -> np.ndarray:
+def _shot(page, streaming: bool = True) -> np.ndarray:
+    """A screenshot after the page drew 3 more frames (and got new messages while `streaming`): a loaded
+    host draws slowly, and a screenshot alone may show an old frame."""
     import cv2
 
-    time.sleep(0.8)  # several frames at the new pose (smoothing happens on the host, not here)
+    time.sleep(0.5)
+    state = "[window.__latentcast.frames, window.__latentcast.messages]"
+    frames, messages = page.evaluate(state)
+    page.wait_for_function(
+        f"window.__latentcast.frames >= {frames + 3} && window.__latentcast.messages > {messages if streaming else -1}",
+        timeout=30_000,
+    )
     image = cv2.imdecode(np.frombuffer(page.screenshot(), np.uint8), cv2.IMREAD_COLOR)
     return image.astype(np.float32)
 
@@ -128,7 +136,7 @@ def test_the_avatar_follows_the_stream_and_shows_tracking_lost_when_it_stops(bro
     badge = rest[20:30, 18:40].mean(axis=(0, 1))  # BGR of the tracking badge
     assert badge[1] > badge[2] + 40, "the badge is not green while tracked"
     page.wait_for_function("window.__latentcast.tracking === 'lost'", timeout=5_000)
-    lost = _shot(page)
+    lost = _shot(page, streaming=False)
     assert page.inner_text("#status") == "tracking lost"
     badge = lost[20:30, 18:40].mean(axis=(0, 1))
     assert badge[2] > badge[1] + 60, "the badge is not red after the stream stopped"
@@ -269,6 +277,8 @@ def test_renderer_cli_streams_a_recorded_sequence_to_the_page_and_reports_its_la
         page.close()
     assert renderer.returncode == 0, stderr
     assert f"open http://127.0.0.1:{web_port}/" in stdout
+    background = np.array([240, 230, 223], np.float32)  # #dfe6f0 as BGR
+    assert (np.abs(_avatar_area(shots[0]) - background).sum(axis=2) > 40).mean() > 0.05, "no avatar drawn"
     assert _diff(shots[0], shots[1]) > 1.0  # the avatar moved with the stream
     summary = json.loads(summary_path.read_text())
     web = summary["web"]
