@@ -12,7 +12,7 @@ hands and faces are; each crop is then cut the way MediaPipe's graphs cut it:
   eye line level, side 1.5x), affine-warped to 224 (hand) or 256 (face);
 - blendshapes: MediaPipe's 146-landmark subset in image pixels (x * width, y * height).
 
-Pixel ranges are each model's (`export.landmark_models.MODELS`): 0..1, or -1..1 for the face detector.
+Pixel ranges are each model's (`latentcast.landmark_models`): 0..1, or -1..1 for the face detector.
 The user's own recordings (video files: `videos`) add hand and face crops. A recorded landmark
 session (edge/record.py .npz) holds no pixels, so it cannot calibrate these image models.
 """
@@ -27,20 +27,11 @@ import numpy as np
 
 from latentcast.assets import catalog_keys, resolve, sha256_of
 from latentcast.errors import UserError
+from latentcast.landmark_models import BLENDSHAPE_SUBSET, LANDMARK_MODEL_BY_NAME
 
 CLIP_KEY = "data/video/hand_landmarker_test_video.mp4"
 HAND_PHOTO_PREFIX = "data/images/hands/"
 
-# face_blendshapes_graph.cc kLandmarksSubsetIdxs: the 146 of 478 face landmarks the blendshape model reads.
-BLENDSHAPE_SUBSET = (
-    0, 1, 4, 5, 6, 7, 8, 10, 13, 14, 17, 21, 33, 37, 39, 40, 46, 52, 53, 54, 55, 58, 61, 63, 65, 66, 67, 70,
-    78, 80, 81, 82, 84, 87, 88, 91, 93, 95, 103, 105, 107, 109, 127, 132, 133, 136, 144, 145, 146, 148, 149,
-    150, 152, 153, 154, 155, 157, 158, 159, 160, 161, 162, 163, 168, 172, 173, 176, 178, 181, 185, 191, 195,
-    197, 234, 246, 249, 251, 263, 267, 269, 270, 276, 282, 283, 284, 285, 288, 291, 293, 295, 296, 297, 300,
-    308, 310, 311, 312, 314, 317, 318, 321, 323, 324, 332, 334, 336, 338, 356, 361, 362, 365, 373, 374, 375,
-    377, 378, 379, 380, 381, 382, 384, 385, 386, 387, 388, 389, 390, 397, 398, 400, 402, 405, 409, 415, 454,
-    466, 468, 469, 470, 471, 472, 473, 474, 475, 476, 477,
-)  # fmt: skip
 HAND_ROI_SCALE, HAND_ROI_SHIFT_Y = 2.0, -0.1  # HandLandmarksToRect + RectTransformation (hand_landmarker_graph)
 FACE_ROI_SCALE = 1.5  # face_landmarker_graph.cc
 FACE_EYE_CORNERS = (33, 263)  # the eye line that makes a face crop upright
@@ -185,12 +176,11 @@ def build_crops(
     `video_frames_each` frames of each of the user's own recordings in `videos` (hands and faces)."""
     from aae import landmark_data
     from edge.landmarks import FaceTracker, HandTracker, LandmarkerConfig
-    from export.landmark_models import MODEL_BY_NAME
 
     def rng(name: str) -> tuple[float, float]:
-        return MODEL_BY_NAME[name].input_range
+        return LANDMARK_MODEL_BY_NAME[name].input_range
 
-    inputs: dict[str, list[np.ndarray]] = {name: [] for name in MODEL_BY_NAME}
+    inputs: dict[str, list[np.ndarray]] = {name: [] for name in LANDMARK_MODEL_BY_NAME}
     hands = hand_images(clip_count)
     recorded = [(f"{path}#{i}", f) for path in videos for i, f in enumerate(video_frames(path, video_frames_each))]
     hands += recorded

@@ -26,7 +26,7 @@ import sys
 import tempfile
 import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +35,7 @@ from edge.landmarks import FACE_MODEL_KEY, HAND_MODEL_KEY
 from latentcast.assets import cache_dir as asset_cache_dir
 from latentcast.assets import resolve, sha256_of
 from latentcast.errors import UserError, run_cli
+from latentcast.landmark_models import GEOMETRY_FILE, LANDMARK_MODELS, LandmarkModel
 
 log = logging.getLogger(__name__)
 
@@ -42,36 +43,19 @@ OPSET = 17
 CONVERT_PYTHON_ENV = "LATENTCAST_CONVERT_PYTHON"  # a python with requirements/convert.txt (default .venv-convert)
 REPO = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).with_name("landmark_convert_worker.py")
-GEOMETRY = "geometry_pipeline_metadata_landmarks.binarypb"  # canonical face for the transformation matrix
+GEOMETRY = GEOMETRY_FILE  # canonical face for the transformation matrix
 REPORT = "landmark_models.json"
 REVISION = 1  # bump when the conversion itself changes: the cache key includes it
 TASK_KEYS = {"face": FACE_MODEL_KEY, "hand": HAND_MODEL_KEY}
 
 
 @dataclass(frozen=True)
-class LandmarkModel:
-    """One TFLite model inside a `.task`: what it must look like and how its ONNX copy is shaped."""
+class ExportedModel(LandmarkModel):
+    """latentcast's model contract plus how the export quantizes it."""
 
-    name: str  # member stem inside the .task and the ONNX file stem
-    task: str  # "face" or "hand"
-    input_shape: tuple[int, ...]  # without the batch axis
-    input_range: tuple[float, float] | None  # pixel value range the model expects (None: not an image)
-    dynamic_batch: bool = False  # True: ONNX batch axis "batch" (both hands in one call), else fixed 1
     int8_method: str | None = "minmax"  # calibration method of its INT8 copy; None: shipped FP32 only
     int8_percentile: float = 99.999  # for int8_method "percentile"
     fp32_only_why: str = ""  # why there is no INT8 copy (reported and written to the manifest)
-
-    @property
-    def member(self) -> str:
-        return f"{self.name}.tflite"
-
-    @property
-    def onnx_name(self) -> str:
-        return f"{self.name}.onnx"
-
-    @property
-    def int8_name(self) -> str:
-        return f"{self.name}.int8.onnx"
 
 
 # INT8 choices, measured on held-out real crops (docs/EXPORT.md, "Landmark models"). Detection runs in a
@@ -79,22 +63,17 @@ class LandmarkModel:
 # anchor's score by up to 0.6: FP32. The face mesh needs percentile calibration (minmax flipped its
 # presence flag on 2 of 9 faces); the blendshape model misses the 0.02 MAE goal in INT8 (0.027).
 _DETECTOR_FP32 = "detection runs off the per-frame path; INT8 moved the best anchor's score by up to 0.6"
-MODELS = (
-    LandmarkModel("hand_detector", "hand", (192, 192, 3), (0.0, 1.0), int8_method=None, fp32_only_why=_DETECTOR_FP32),
-    LandmarkModel("hand_landmarks_detector", "hand", (224, 224, 3), (0.0, 1.0), dynamic_batch=True),
-    LandmarkModel("face_detector", "face", (128, 128, 3), (-1.0, 1.0), int8_method=None, fp32_only_why=_DETECTOR_FP32),
-    LandmarkModel(
-        "face_landmarks_detector", "face", (256, 256, 3), (0.0, 1.0), int8_method="percentile", int8_percentile=99.99
-    ),
-    LandmarkModel(
-        "face_blendshapes",
-        "face",
-        (146, 2),
-        None,
-        int8_method=None,
-        fp32_only_why="INT8 missed the 0.02 blendshape MAE goal (0.027, worst 0.46); 2 ms in FP32",
-    ),
-)
+INT8_CHOICES = {
+    "hand_detector": {"int8_method": None, "fp32_only_why": _DETECTOR_FP32},
+    "hand_landmarks_detector": {"int8_method": "minmax"},
+    "face_detector": {"int8_method": None, "fp32_only_why": _DETECTOR_FP32},
+    "face_landmarks_detector": {"int8_method": "percentile", "int8_percentile": 99.99},
+    "face_blendshapes": {
+        "int8_method": None,
+        "fp32_only_why": "INT8 missed the 0.02 blendshape MAE goal (0.027, worst 0.46); 2 ms in FP32",
+    },
+}
+MODELS = tuple(ExportedModel(**asdict(m), **INT8_CHOICES[m.name]) for m in LANDMARK_MODELS)
 MODEL_BY_NAME = {m.name: m for m in MODELS}
 
 
