@@ -1,7 +1,7 @@
 """Soak test: the edge and the renderer side by side for a long time; memory must stay flat, errors zero.
 
     python benchmarks/soak.py --duration 3600                 # the goal run: one hour
-    python benchmarks/soak.py --duration 60 --warmup 20       # what CI runs (tests/test_hardening_soak.py)
+    python benchmarks/soak.py --duration 60 --warmup 30       # what CI runs (tests/test_hardening_soak.py)
 
 What runs: `python -m edge.run` on the looped hand clip (native pace, face + hands, optional
 `--bundle`) publishing on 127.0.0.1, and `python -m renderer.run` subscribed to it, drawing the
