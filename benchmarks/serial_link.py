@@ -15,7 +15,9 @@ next to the wire-time floor a real UART at that baud would impose (10 bits per b
   the newest one sent (latest-value semantics); "every update delivered up to" = the highest offered
   rate with >= 95 % delivered; the UART cap is baud / (10 * frame bytes);
 - CPU: process CPU time (all threads) of a loop calling FirmwareOutput.update at 30 fps, minus the
-  same loop without the bridge, as % of one core and microseconds per frame.
+  same loop without the bridge, as % of one core and microseconds per frame; and in the same run the
+  latency from update() to the firmware applying the targets (the frame's capture_us, converted to
+  the MCU's clock by time sync, against the MCU's clock at apply), plus one frame's wire floor.
 """
 
 from __future__ import annotations
@@ -152,13 +154,20 @@ def cpu_at_30fps(sim: Simulator, baud: int, seconds: float) -> dict:
     out = FirmwareOutput.open(f"{sim.uri}?baud={baud}", mapping)
     try:
         wait_alive(out.link)
+        time.sleep(0.1)  # the first time-sync reply
+        first = len(sim.targets)
         cpu, wall, frames, update_s = loop(out.update)
     finally:
         out.close()
     extra = max(0.0, cpu / wall - base_cpu / base_wall)
+    # update() -> applied by the firmware: capture_us is the update's time converted to the MCU's clock
+    lat = [(e["t_us"] - e["capture_us"]) / 1000 for e in sim.targets[first:] if not e["safe"] and e["capture_us"]]
+    frame_bytes = len(encode_frame(Actuators(2**40, (0x1234,) * len(mapping.channels)), 0))
     return {"fps": round(frames / wall, 1), "cpu_percent_of_one_core": round(100 * extra, 2),
             "update_us": round(update_s / frames * 1e6, 1),
-            "cpu_us_per_frame": round(extra * wall / frames * 1e6, 1)}  # fmt: skip
+            "cpu_us_per_frame": round(extra * wall / frames * 1e6, 1),
+            "update_to_applied_ms": {"count": len(lat), "p50": round(pct(lat, 50), 3), "p99": round(pct(lat, 99), 3)},
+            "wire_floor_ms": round(wire_ms(frame_bytes, baud), 3)}  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -189,6 +198,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                   + ", ".join(f"{s['offered_hz']:.0f}->{s['delivered_hz']:.0f}" for s in act["steps"]))  # fmt: skip
             print(f"  edge process at {cpu['fps']} fps: +{cpu['cpu_percent_of_one_core']} % of one core, "
                   f"update() {cpu['update_us']} us, {cpu['cpu_us_per_frame']} us CPU per frame (all threads)")
+            u = cpu["update_to_applied_ms"]
+            print(f"  update() -> applied by the firmware: p50 {u['p50']} ms, p99 {u['p99']} ms ({u['count']} frames; "
+                  f"UART wire floor {cpu['wire_floor_ms']} ms)")  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "serial_link.json"
     path.write_text(json.dumps(report, indent=2) + "\n")

@@ -76,6 +76,7 @@ class LinkConfig:
     heartbeat_timeout_s: float = 0.5  # MCU silent this long: link down, actuators go to the safe pose
     retry_s: float = 0.05  # reliable commands: resend after this long without an ACK
     max_tries: int = 10
+    essential_retry_s: float = 1.0  # HELLO and CONFIG start over at this pace after max_tries
     reconnect_min_s: float = 0.05
     reconnect_max_s: float = 2.0
     time_sync_period_s: float = 1.0
@@ -208,7 +209,11 @@ class SerialLink:
         return self
 
     def set_targets(self, targets: tuple[int, ...], capture_us: int = 0) -> None:
-        """Replace the actuator slot with the newest Q0.16 targets. Never blocks on I/O."""
+        """Replace the actuator slot with the newest Q0.16 targets. Never blocks on I/O.
+
+        `capture_us`: the camera frame's capture time on this host's monotonic clock (0: unknown); the
+        writer converts it to the MCU's clock with the time-sync offset.
+        """
         with self._cond:
             if self._latest_fresh:
                 self.stats.actuator_superseded += 1
@@ -430,6 +435,15 @@ class SerialLink:
                     self.stats.reliable_failed += 1
                     log.warning("%s seq %d not acknowledged after %d tries", type(p.message).__name__, p.seq, p.tries)
                     p.finish(-1)
+                    if p is self._hello or (self._config_msg is not None and p.message is self._config_msg):
+                        # The handshake and the MCU's safety configuration are never abandoned while
+                        # connected: try again, slowly, under a new seq.
+                        again = Pending(p.message, self._next_seq())
+                        again.due = now + self.config.essential_retry_s
+                        self._pending[again.seq] = again
+                        if p is self._hello:
+                            self._hello = again
+                        wake = min(wake, self.config.essential_retry_s)
                     continue
                 if p.tries:
                     self.stats.retries += 1
@@ -441,7 +455,10 @@ class SerialLink:
             wake = min(wake, p.due - now)
         if self._latest_fresh and self._latest is not None:
             if now >= self._wire_free_at:
-                out.append(encode_frame(self._latest, self._next_seq()))
+                # On the wire, capture_us is on the MCU's clock (time sync); 0 until the first TIME_REPLY.
+                mcu_us = self.time.to_mcu_us(self._latest.capture_us) if self._latest.capture_us else None
+                wire_msg = Actuators(max(0, mcu_us or 0), self._latest.targets)
+                out.append(encode_frame(wire_msg, self._next_seq()))
                 self._latest_fresh = False
                 self._latest_in_flight = self._latest
                 self.stats.actuator_sent += 1

@@ -51,10 +51,14 @@ def build_host_tools(build_dir: Path | str = DEFAULT_BUILD_DIR) -> dict[str, Pat
 class Simulator:
     """An `mcu_sim` process: its pty appears at `link` (a symlink, like a udev rule's /dev/ttyMCU)."""
 
-    def __init__(self, binary: Path, link: Path | str, channels: int = 6, imu_hz: int = 0) -> None:
+    def __init__(
+        self, binary: Path, link: Path | str, channels: int = 6, imu_hz: int = 0, clock_offset_us: int = 0
+    ) -> None:
         self.link = Path(link)
+        argv = [str(binary), "--link", str(self.link), "--channels", str(channels), "--imu-hz", str(imu_hz),
+                "--clock-offset-us", str(clock_offset_us)]  # fmt: skip
         self.proc = subprocess.Popen(
-            [str(binary), "--link", str(self.link), "--channels", str(channels), "--imu-hz", str(imu_hz)],
+            argv,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,

@@ -2,7 +2,7 @@
  * a pseudo-terminal. The host side opens the pty's slave through a stable symlink (--link PATH),
  * exactly as it would open /dev/ttyACM0, so every test runs the real protocol over a real tty.
  *
- *   mcu_sim --link /tmp/x/ttyMCU [--channels 6] [--leds 2] [--buttons 2] [--imu-hz 0]
+ *   mcu_sim --link /tmp/x/ttyMCU [--channels 6] [--leds 2] [--buttons 2] [--imu-hz 0] [--clock-offset-us 0]
  *
  * stdout: one JSON object per line: ready, targets (each applied actuator frame), led, config,
  * unplugged, stats. stdin: one command per line:
@@ -38,11 +38,13 @@ typedef struct {
     int flow_control; /* 1 during `flood`: wait for the tty instead of dropping (as fast as the host reads) */
 } sim_board_t;
 
+static uint64_t clock_offset_us; /* --clock-offset-us: the MCU's clock is not the host's */
+
 static uint64_t now_us(void *ctx) {
     (void)ctx;
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u + clock_offset_us;
 }
 
 static void uart_write(void *ctx, const uint8_t *data, size_t n) {
@@ -142,6 +144,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--leds")) caps.leds = (uint8_t)atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--buttons")) caps.buttons = (uint8_t)atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--imu-hz")) imu_hz = (unsigned)atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--clock-offset-us")) clock_offset_us = strtoull(argv[i + 1], NULL, 10);
     }
     if (!board.link || caps.channels > LC_MAX_CHANNELS) {
         fprintf(stderr, "usage: mcu_sim --link PATH [--channels N<=32] [--leds N] [--buttons N] [--imu-hz HZ]\n");
