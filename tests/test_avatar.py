@@ -121,3 +121,16 @@ def test_reader_refuses_what_is_not_a_humanoid_vrm(files, tmp_path):
     (tmp_path / "text.vrm").write_text(json.dumps({"asset": {}}))
     with pytest.raises(UserError, match="not a glTF/VRM"):
         load_avatar(tmp_path / "text.vrm")
+
+
+def test_make_avatar_cli_writes_both_versions(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, "scripts/make_avatar.py", "--out", str(tmp_path)], cwd=root,
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert load_avatar(tmp_path / "latentcast-default.vrm").version == "1.0"
+    assert load_avatar(tmp_path / "latentcast-default-vrm0.vrm").version == "0.x"

@@ -403,3 +403,18 @@ def test_the_hand_points_where_the_users_hand_points(sender):
         pos, rot = fk(bones_of(frame(sender, CharacterParams(left_hand=hand))))
         rise = tip(pos, rot, "Left", "Middle")[1] - pos["LeftHand"][1]
         assert (rise > 0.05) if above else (rise < -0.05), (dir_y, rise)
+
+
+def test_cli_refuses_a_bad_avatar_in_one_line(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (tmp_path / "broken.vrm").write_bytes(b"glTF but not really")
+    for avatar, expected in ((tmp_path / "missing.vrm", "does not exist"), (tmp_path / "broken.vrm", "not a glTF")):
+        result = subprocess.run(
+            [sys.executable, "-m", "renderer.run", "--vmc", "127.0.0.1:9", "--vmc-avatar", str(avatar),
+             "--duration", "1"],
+            cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert result.returncode != 0 and expected in result.stderr and "Traceback" not in result.stderr
