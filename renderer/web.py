@@ -63,6 +63,9 @@ class WebConfig:
     avatar: Path | None = None  # served as the default avatar (None: the generated one)
 
 
+_SKELETON = default_skeleton()  # the page's pose is computed for the default avatar (docs/RENDERER.md)
+
+
 def frame_message(
     params: CharacterParams, seq: int, capture_ms: float | None, mirror: bool, config: PoseConfig
 ) -> dict:
@@ -87,9 +90,6 @@ def frame_message(
     }
 
 
-_SKELETON = default_skeleton()
-
-
 class WebRenderer:
     """HTTP + WebSocket server in its own thread; `publish` is called from the render loop."""
 
@@ -106,7 +106,7 @@ class WebRenderer:
         self.published = 0
         self.sent = 0
         self.dropped = 0
-        self.clients = 0
+        self.clients = 0  # connections so far (a reconnecting page counts again)
         self.browser_latency_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self.browser_fps: float | None = None
         self._thread = threading.Thread(target=self._run, name="web-renderer", daemon=True)
