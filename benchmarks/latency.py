@@ -312,7 +312,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.backend == "both":
         if floor_args is None:
             raise UserError("--backend both needs a file source and the floor (drop --no-floor)")
-        comparison = compare_backends(floor_args, args.frames, args.block, args.warmup, cfg.source.fps)
+        from edge.capture import SourceSettings, open_reader
+
+        reader = open_reader(source, SourceSettings(fps=cfg.source.fps))
+        reader.open()
+        clip_fps = reader.fps  # pace both stages at the clip's own rate, as the loop does
+        reader.close()
+        comparison = compare_backends(floor_args, args.frames, args.block, args.warmup, clip_fps)
     load_before = os.getloadavg()
     stats, drops, elapsed, received, fps, floor_ns = run_interleaved(
         cfg, args.frames, args.warmup, args.block, args.out / "subscriber.json", floor_args
