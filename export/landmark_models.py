@@ -469,7 +469,7 @@ def export_landmarks(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cached = ensure_landmark_onnx()
-    for path in [*cached.values(), cached["geometry"].with_name(REPORT)]:
+    for path in cached.values():
         shutil.copyfile(path, out / path.name)
     files = model_files(out)
     crops = build_crops(clip_frames, videos=videos)
@@ -485,6 +485,8 @@ def export_landmarks(
         report["int8_vs_fp32"] = int8_parity(files, made, held_out)
         report["fp32_only"] = {m.name: m.fp32_only_why for m in MODELS if m.int8_method is None}
     (out / PARITY).write_text(json.dumps(report, indent=2) + "\n")
+    # last: a folder with landmark_models.json is complete (the edge's cache lookup keys on that file)
+    shutil.copyfile(cached["geometry"].with_name(REPORT), out / REPORT)
     return report
 
 

@@ -270,3 +270,27 @@ def test_a_users_own_recording_adds_calibration_crops(tmp_path):
     broken.write_bytes(b"not a video")
     with pytest.raises(UserError, match=r"broken\.mp4 is not a readable video"):
         build_crops(clip_count=1, face_photo_limit=1, videos=[broken])
+
+
+def test_convert_cli_writes_every_model_and_its_report(tmp_path, capsys):
+    import json
+
+    from latentcast.errors import run_cli
+
+    assert run_cli(lm.main, ["convert", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "hand_landmarks_detector: input_1 ['batch', 224, 224, 3], batch 2 vs 1 max abs" in out
+    report = json.loads((tmp_path / lm.REPORT).read_text())
+    assert report["tools"]["tf2onnx"] == "1.17.0" and report["tools"]["opset"] == lm.OPSET
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [m.onnx_name for m in lm.MODELS] + [lm.GEOMETRY, lm.REPORT]
+    )
+
+
+def test_cli_with_a_missing_task_file_is_one_line(tmp_path, capsys):
+    from latentcast.errors import run_cli
+
+    missing = tmp_path / "face_landmarker.task"
+    assert run_cli(lm.main, ["convert", "--out", str(tmp_path / "out"), "--face_task", str(missing)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "face_landmarker.task does not exist" in err
