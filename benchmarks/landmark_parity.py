@@ -223,19 +223,19 @@ def run_set(name: str, frames, kind: str, mode: str, models: dict, classes: Clas
 
 
 def model_sets(bundle: str | None, models_dir: Path | None) -> tuple[dict[str, Path], dict[str, Path] | None, str]:
-    """(FP32 models, INT8 models or None, where they came from)."""
-    from edge.onnx_landmarks.stage import find_landmark_onnx
+    """(FP32 models, INT8 models or None, where they came from): --models, else the bundle's, else the cache."""
+    from edge.onnx_landmarks.stage import bundle_landmark_onnx, find_landmark_onnx
 
-    if models_dir is not None:
-        where = models_dir
-    elif bundle:
+    if models_dir is None and bundle:
         from latentcast.bundle import open_bundle
 
-        where = open_bundle(bundle).root / "landmarks"
-        if find_landmark_onnx(where) is None:
-            where = None
-    else:
-        where = None
+        opened = open_bundle(bundle)
+        fp32 = bundle_landmark_onnx(opened)
+        if fp32 is not None:
+            int8 = bundle_landmark_onnx(opened, int8=True)
+            has_int8 = any(p.name.endswith(".int8.onnx") for p in int8.values())
+            return fp32, int8 if has_int8 else None, f"bundle {opened.root}"
+    where = models_dir
     if where is None:
         from export.landmark_models import ensure_landmark_onnx  # workstation: converted once, cached
 

@@ -306,7 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             encoders = BundleEncoders(args.bundle, parts=())
             models.update(face_model=encoders.landmark_model("face"), hand_model=encoders.landmark_model("hand"))
-            models["bundle_root"] = encoders.bundle.root
+            models["bundle"] = encoders.bundle
         floor_args = {"clip": decode_clip(source), "face": cfg.parts.face, "hands": cfg.parts.hands, "models": models}
     comparison = None
     if args.backend == "both":
@@ -408,12 +408,12 @@ def onnx_dir_for(cfg, bundle: str | None) -> str:
     """landmarks.onnx_dir for the onnx backend: as configured, "" when the bundle has the models, else the cache."""
     from edge.onnx_landmarks.stage import landmark_onnx_for
 
-    root = None
+    opened = None
     if bundle:
         from latentcast.bundle import open_bundle
 
-        root = open_bundle(bundle).root
-    if cfg.landmarks.onnx_dir or landmark_onnx_for(cfg.landmarks, root) is not None:
+        opened = open_bundle(bundle)
+    if cfg.landmarks.onnx_dir or landmark_onnx_for(cfg.landmarks, opened) is not None:
         return cfg.landmarks.onnx_dir
     from export.landmark_models import ensure_landmark_onnx  # workstation benchmark: converted once, cached
 

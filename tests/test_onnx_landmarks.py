@@ -254,21 +254,56 @@ def test_slow_detector_does_not_slow_a_tracked_hand(models):
 
 
 # --------------------------------------------------------------------------- backend choice and fallbacks
-def test_bundle_without_landmark_models_runs_with_mediapipe(tmp_path, caplog):
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory):
+    """Two real bundles (export.bundle) of a small gesture model: with and without the landmark ONNX models."""
+    from export import bundle as bundle_writer
+    from tests._export_fixtures import gesture_model_dir
+
+    resolve_or_skip([HAND_PHOTOS[0]])
+    root = tmp_path_factory.mktemp("bundles")
+    model = {"gesture": gesture_model_dir(root / "gesture")}
+    with_models, _ = bundle_writer.build(root / "with", model, version="lm", calib_rows=256)
+    without, _ = bundle_writer.build(root / "without", model, version="nolm", calib_rows=256, landmark_onnx=False)
+    return {"with": with_models, "without": without}
+
+
+def test_bundle_without_landmark_models_runs_with_mediapipe(bundles, caplog):
     from edge.onnx_landmarks.stage import OnnxLandmarkStage, build_landmark_stage
     from edge.stages import MediaPipeStage
+    from latentcast.bundle import open_bundle
 
-    (tmp_path / "landmarks").mkdir()  # a bundle folder whose landmarks/ has only .task files (or nothing)
     cfg = LandmarkerConfig(mode="image", backend="onnx", max_hands=1)
     with caplog.at_level(logging.WARNING):
-        stage = build_landmark_stage(face=False, hands=True, landmarks=cfg, bundle_root=tmp_path)
+        stage = build_landmark_stage(face=False, hands=True, landmarks=cfg, bundle=open_bundle(bundles["without"]))
     try:
         assert isinstance(stage, MediaPipeStage) and not isinstance(stage, OnnxLandmarkStage)
         assert sum("using mediapipe" in r.getMessage() for r in caplog.records) == 1
-        hands = stage.detect_hands(_read(HAND_PHOTOS[0]), 0)
-        assert hands[0].present
+        assert stage.detect_hands(_read(HAND_PHOTOS[0]), 0)[0].present
     finally:
         stage.close()
+
+
+def test_bundle_with_landmark_models_runs_them_and_a_tampered_one_is_refused(bundles, tmp_path):
+    import shutil
+
+    from edge.onnx_landmarks.stage import OnnxLandmarkStage, build_landmark_stage
+    from latentcast.bundle import open_bundle
+    from latentcast.errors import UserError
+
+    bundle = open_bundle(bundles["with"])
+    stage = build_landmark_stage(landmarks=LandmarkerConfig(mode="image", max_hands=1), bundle=bundle)  # default
+    try:
+        assert isinstance(stage, OnnxLandmarkStage)
+        assert stage.hands.landmarks.session.path.is_relative_to(bundle.root)
+        assert stage.detect_hands(_read(HAND_PHOTOS[0]), 0)[0].present
+    finally:
+        stage.close()
+    copy = shutil.copytree(bundles["with"], tmp_path / bundles["with"].name)
+    model = copy / "landmarks" / "hand_landmarks_detector.onnx"
+    model.write_bytes(model.read_bytes()[:-16] + bytes(16))  # same size, different bytes
+    with pytest.raises(UserError, match=r"hand_landmarks_detector\.onnx"):
+        open_bundle(copy)
 
 
 def test_onnx_backend_from_a_folder_of_converted_models(models):

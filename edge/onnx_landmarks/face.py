@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge.onnx_landmarks.anchors import FACE_ANCHORS, FACE_DECODE, decode, generate_anchors, weighted_nms
-from edge.onnx_landmarks.models import ModelSession
+from edge.onnx_landmarks.models import ModelSession, input_size, input_tensor
 from edge.onnx_landmarks.roi import (
     FACE_DETECTION_TO_ROI,
     FACE_NEXT_FRAME,
@@ -29,20 +29,12 @@ from edge.onnx_landmarks.roi import (
     rect_from_detection,
     transform_rect,
 )
+from latentcast.landmark_models import BLENDSHAPE_SUBSET as _SUBSET
 
 FACE_LANDMARKS = 478
 
-# kLandmarksSubsetIdxs, face_blendshapes_graph.cc: the landmarks the blendshape model reads.
-BLENDSHAPE_SUBSET = np.array(
-    [0, 1, 4, 5, 6, 7, 8, 10, 13, 14, 17, 21, 33, 37, 39, 40, 46, 52, 53, 54, 55, 58, 61, 63, 65, 66, 67, 70, 78,
-     80, 81, 82, 84, 87, 88, 91, 93, 95, 103, 105, 107, 109, 127, 132, 133, 136, 144, 145, 146, 148, 149, 150, 152,
-     153, 154, 155, 157, 158, 159, 160, 161, 162, 163, 168, 172, 173, 176, 178, 181, 185, 191, 195, 197, 234, 246,
-     249, 251, 263, 267, 269, 270, 276, 282, 283, 284, 285, 288, 291, 293, 295, 296, 297, 300, 308, 310, 311, 312,
-     314, 317, 318, 321, 323, 324, 332, 334, 336, 338, 356, 361, 362, 365, 373, 374, 375, 377, 378, 379, 380, 381,
-     382, 384, 385, 386, 387, 388, 389, 390, 397, 398, 400, 402, 405, 409, 415, 454, 466, 468, 469, 470, 471, 472,
-     473, 474, 475, 476, 477],
-    np.int64,
-)  # fmt: skip
+# kLandmarksSubsetIdxs (face_blendshapes_graph.cc): the landmarks the blendshape model reads; one shared table
+BLENDSHAPE_SUBSET = np.array(_SUBSET, np.int64)
 
 
 class FaceDetector:
@@ -50,7 +42,9 @@ class FaceDetector:
 
     def __init__(self, session: ModelSession, min_score: float = 0.5) -> None:
         self.session, self.min_score = session, min_score
-        self.size = FACE_ANCHORS.input_size
+        self.size = input_size("face_detector")
+        if self.size != FACE_ANCHORS.input_size:
+            raise AssertionError("face detector input does not match its anchor layout")
         self.anchors = generate_anchors(FACE_ANCHORS)
         if self.anchors.shape[0] != FACE_DECODE.num_boxes:
             raise AssertionError("face anchors do not match the model's box count")
@@ -58,7 +52,7 @@ class FaceDetector:
     def __call__(self, rgb: np.ndarray, max_faces: int) -> list[Roi]:
         height, width = rgb.shape[:2]
         box = letterbox_roi(width, height)
-        tensor = crop(rgb, box, self.size, self.size, border_zero=True).astype(np.float32) * (2.0 / 255.0) - 1.0
+        tensor = input_tensor(crop(rgb, box, self.size, self.size, border_zero=True), "face_detector")
         raw_boxes, raw_scores = _by_size(self.session.run(tensor[None]))
         found = weighted_nms(
             decode(raw_boxes[0], raw_scores[0], self.anchors, FACE_DECODE, self.min_score),
@@ -90,11 +84,11 @@ class FaceLandmarkModel:
 
     def __init__(self, session: ModelSession) -> None:
         self.session = session
-        self.size = 256
+        self.size = input_size("face_landmarks_detector")
 
     def __call__(self, rgb: np.ndarray, roi: Roi) -> FaceResult:
         height, width = rgb.shape[:2]
-        tensor = crop(rgb, roi, self.size, self.size).astype(np.float32) * (1.0 / 255.0)
+        tensor = input_tensor(crop(rgb, roi, self.size, self.size), "face_landmarks_detector")
         outputs = self.session.run(tensor[None])
         raw = next(o for o in outputs if o.size == FACE_LANDMARKS * 3)
         logit = float(next(o for o in outputs if o.ndim == 4 and o.size == 1).ravel()[0])

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from latentcast.errors import UserError
+from latentcast.landmark_models import GEOMETRY_FILE
 
-GEOMETRY_FILE = "geometry_pipeline_metadata_landmarks.binarypb"
 _VERTEX_SIZE = 5  # VERTEX_PT: x, y, z, u, v
 _MESH_LANDMARKS = 468
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge.onnx_landmarks.anchors import PALM_ANCHORS, PALM_DECODE, decode, generate_anchors, weighted_nms
-from edge.onnx_landmarks.models import ModelSession
+from edge.onnx_landmarks.models import ModelSession, input_size, input_tensor
 from edge.onnx_landmarks.roi import (
     HAND_NEXT_FRAME,
     PALM_TO_HAND,
@@ -44,7 +44,9 @@ class PalmDetector:
 
     def __init__(self, session: ModelSession, min_score: float = 0.5) -> None:
         self.session, self.min_score = session, min_score
-        self.size = PALM_ANCHORS.input_size
+        self.size = input_size("hand_detector")
+        if self.size != PALM_ANCHORS.input_size:
+            raise AssertionError("palm detector input does not match its anchor layout")
         self.anchors = generate_anchors(PALM_ANCHORS)
         if self.anchors.shape[0] != PALM_DECODE.num_boxes:
             raise AssertionError("palm anchors do not match the model's box count")
@@ -52,7 +54,7 @@ class PalmDetector:
     def __call__(self, rgb: np.ndarray, max_hands: int) -> list[Roi]:
         height, width = rgb.shape[:2]
         box = letterbox_roi(width, height)
-        tensor = crop(rgb, box, self.size, self.size, border_zero=True).astype(np.float32) * (1.0 / 255.0)
+        tensor = input_tensor(crop(rgb, box, self.size, self.size, border_zero=True), "hand_detector")
         raw_boxes, raw_scores = self.session.run(tensor[None])
         found = weighted_nms(
             decode(raw_boxes[0], raw_scores[0], self.anchors, PALM_DECODE, self.min_score),
@@ -85,13 +87,14 @@ class HandLandmarkModel:
 
     def __init__(self, session: ModelSession) -> None:
         self.session = session
-        self.size = 224
+        self.size = input_size("hand_landmarks_detector")
 
     def __call__(self, rgb: np.ndarray, rois: list[Roi]) -> list[HandResult]:
         if not rois:
             return []
         height, width = rgb.shape[:2]
-        batch = np.stack([crop(rgb, roi, self.size, self.size) for roi in rois]).astype(np.float32) * (1.0 / 255.0)
+        crops = np.stack([crop(rgb, roi, self.size, self.size) for roi in rois])
+        batch = input_tensor(crops, "hand_landmarks_detector")
         raw_landmarks, presence, handedness, raw_world = self.session.run(batch)
         results = []
         for i, roi in enumerate(rois):

@@ -24,16 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from latentcast.errors import UserError
+from latentcast.landmark_models import LANDMARK_MODEL_BY_NAME
 
 log = logging.getLogger(__name__)
 
-MODEL_NAMES = (
-    "hand_detector",
-    "hand_landmarks_detector",
-    "face_detector",
-    "face_landmarks_detector",
-    "face_blendshapes",
-)
 _ALIASES = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
 _PREFERRED = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 _warned: set[str] = set()
@@ -262,14 +256,12 @@ def open_model(
     return ModelSession(path, session, first.name, tuple(first.shape))
 
 
-def find_models(models_dir: str | Path, int8: bool = False) -> dict[str, Path]:
-    """name -> file in a folder of converted models (`<name>.onnx`, `<name>.int8.onnx` when int8 and present)."""
-    root = Path(models_dir)
-    found = {}
-    for name in MODEL_NAMES:
-        fp32 = root / f"{name}.onnx"
-        q = root / f"{name}.int8.onnx"
-        path = q if int8 and q.is_file() else fp32
-        if path.is_file():
-            found[name] = path
-    return found
+def input_size(name: str) -> int:
+    """The square input side of an image model (latentcast.landmark_models, the one table)."""
+    return LANDMARK_MODEL_BY_NAME[name].input_shape[0]
+
+
+def input_tensor(pixels: np.ndarray, name: str) -> np.ndarray:
+    """uint8 pixels -> float32 in the value range the model was trained on ([0, 1] or [-1, 1])."""
+    low, high = LANDMARK_MODEL_BY_NAME[name].input_range
+    return pixels.astype(np.float32) * np.float32((high - low) / 255.0) + np.float32(low)

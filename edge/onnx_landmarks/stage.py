@@ -14,11 +14,12 @@ import logging
 from pathlib import Path
 
 from edge.landmarks import FACE_MODEL_KEY, LandmarkerConfig
-from edge.onnx_landmarks.geometry import GEOMETRY_FILE
-from edge.onnx_landmarks.models import MODEL_NAMES
 from edge.onnx_landmarks.trackers import OnnxFaceTracker, OnnxHandTracker, OnnxOptions
 from edge.stages import MediaPipeStage
 from latentcast.errors import UserError
+from latentcast.landmark_models import GEOMETRY_FILE, LANDMARK_MODELS
+
+MODEL_NAMES = tuple(m.name for m in LANDMARK_MODELS)
 
 log = logging.getLogger(__name__)
 
@@ -103,9 +104,19 @@ def cached_landmark_onnx(landmarks: LandmarkerConfig) -> dict[str, Path] | None:
     return find_landmark_onnx(best[1]) if best else None
 
 
-def landmark_onnx_for(landmarks: LandmarkerConfig, bundle_root: str | Path | None) -> dict[str, Path] | None:
+def bundle_landmark_onnx(bundle, int8: bool = False) -> dict[str, Path] | None:
+    """The converted models a verified bundle lists in its manifest (`latentcast.bundle.Bundle`), or None."""
+    if not bundle.has_landmark_onnx:
+        return None
+    files = {name: bundle.landmark_onnx(name, int8) for name in MODEL_NAMES}
+    files["geometry"] = bundle.landmark_geometry()
+    return files
+
+
+def landmark_onnx_for(landmarks: LandmarkerConfig, bundle=None) -> dict[str, Path] | None:
     """The converted models the onnx backend should use: `onnx_dir` if set (must be complete), else the
-    bundle's, else (no bundle) a conversion in the asset cache of the same .task files."""
+    bundle's (a `latentcast.bundle.Bundle`), else (no bundle) a conversion in the asset cache of the same
+    .task files."""
     if landmarks.onnx_dir:
         found = find_landmark_onnx(landmarks.onnx_dir, landmarks.onnx_int8)
         if found is None:
@@ -114,8 +125,8 @@ def landmark_onnx_for(landmarks: LandmarkerConfig, bundle_root: str | Path | Non
                 f"convert them with `python -m export.landmark_models convert --out {landmarks.onnx_dir}`"
             )
         return found
-    if bundle_root is not None:
-        return find_landmark_onnx(Path(bundle_root) / "landmarks", landmarks.onnx_int8)
+    if bundle is not None:
+        return bundle_landmark_onnx(bundle, landmarks.onnx_int8)
     return cached_landmark_onnx(landmarks)
 
 
@@ -124,7 +135,7 @@ def build_landmark_stage(
     hands: bool = True,
     landmarks: LandmarkerConfig | None = None,
     face_neutral: str | None = None,
-    bundle_root: str | Path | None = None,
+    bundle=None,
     providers: list[str] | None = None,
     threads: int = 1,
     **landmark_overrides,
@@ -133,7 +144,7 @@ def build_landmark_stage(
     cfg = dataclasses.replace(landmarks or LandmarkerConfig(), **landmark_overrides)
     if cfg.backend not in BACKENDS:
         raise UserError(f'config: landmarks.backend must be "mediapipe" or "onnx", got "{cfg.backend}"')
-    models = landmark_onnx_for(cfg, bundle_root) if cfg.backend == "onnx" else None
+    models = landmark_onnx_for(cfg, bundle) if cfg.backend == "onnx" else None
     if cfg.backend == "onnx" and models is None:
         log.warning(
             "landmarks.backend is onnx but no converted landmark models were found (bundle without them, no "
