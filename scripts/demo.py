@@ -137,6 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python scripts/demo.py", description=__doc__.splitlines()[0])
     parser.add_argument("--source", help=f"camera or file URI (default: the sample clip {SAMPLE_CLIP})")
     parser.add_argument("--duration", type=float, help="stop after this many seconds (default: end of the clip)")
+    parser.add_argument("--frames", type=int, help="stop after the edge published this many frames (a quick run)")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "demo", help="output folder")
     parser.add_argument(
         "--models", type=Path, default=ROOT / "runs" / "models", help="model folders (trained if missing)"
@@ -177,6 +178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         print(f"    3D recording skipped: {web_note}")
     edge_cmd = [sys.executable, "-m", "edge.run", "--config", str(config)]
+    if args.frames:
+        edge_cmd += ["--frames", str(args.frames)]
     print("    $ " + " ".join(render_cmd))
     renderer = subprocess.Popen(render_cmd, cwd=ROOT)
     time.sleep(1.0)  # the renderer subscribes first, so it sees the edge's first frame
@@ -196,12 +199,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     edge = subprocess.Popen(edge_cmd, cwd=ROOT)
     try:
         edge.wait(timeout=args.duration) if args.duration else edge.wait()
-    except subprocess.TimeoutExpired:
-        edge.terminate()  # SIGTERM: the edge finishes its frame and closes cleanly
-        edge.wait(timeout=10)
-    except KeyboardInterrupt:
-        edge.terminate()
-        edge.wait(timeout=10)
+    except (subprocess.TimeoutExpired, KeyboardInterrupt):
+        edge.terminate()  # SIGTERM: the edge finishes its frame (or its start-up) and closes cleanly
+        try:
+            edge.wait(timeout=60)  # start-up (bundle verify, models) can take this long on a loaded machine
+        except subprocess.TimeoutExpired:
+            edge.kill()
+            edge.wait()
     renderer_rc = renderer.wait(timeout=120)
     if recorder is not None and recorder.wait(timeout=120) != 0:
         print(f"    3D recording failed (exit {recorder.returncode}); the 2D results are complete")

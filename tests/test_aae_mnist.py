@@ -98,7 +98,9 @@ def test_semisupervised_run_writes_every_output(semi_run: Path) -> None:
     assert metrics["n_labelled"] == 100 and metrics["n_train"] == 256, "half of 512 held out for validation"
     assert metrics["n_valid"] == 256 and metrics["selected"]["on"] == "validation"
     err = metrics["final"]["test_error"]
-    assert 0.0 <= err < 0.85, f"test error {err} should beat chance (0.9) after 2 tiny epochs"
+    # measured 0.52 with this seed (0.52-0.645 over seeds 0-2; chance 0.9); 0.60 leaves 16 of the 200 test
+    # digits for numeric drift between torch builds, and still fails a model that learns half as well.
+    assert 0.0 <= err < 0.60, f"test error {err}: measured 0.52 after 2 tiny epochs, chance 0.9"
     assert metrics["final"]["test_recon"] > 0
     model = load_checkpoint(semi_run / "aae-epoch-1.pt")
     assert model.cfg.variant == "semisupervised" and model.cfg.code_dim == 2
