@@ -23,6 +23,7 @@ from firmware_bridge.actions import Actions
 from firmware_bridge.link import LinkConfig, SerialLink
 from firmware_bridge.mapping import Mapping, SlewLimiter, load_mapping, param_getter
 from firmware_bridge.protocol import Button, Config, Led, q16
+from latentcast.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +54,6 @@ class FirmwareOutput:
     @classmethod
     def open(cls, uri: str | None, mapping: str | Path | Mapping, actions: Actions | None = None) -> FirmwareOutput:
         """Load the mapping, open the link (URI argument first, else the mapping's [link] uri) and start it."""
-        from latentcast.errors import UserError
-
         m = mapping if isinstance(mapping, Mapping) else load_mapping(mapping)
         uri = uri or m.uri
         if not uri:
@@ -64,10 +63,15 @@ class FirmwareOutput:
         link.start()
         return out
 
+    def check_params(self, sample) -> None:
+        """Resolve every channel's parameter name on `sample` now (UserError naming the key), so a typo
+        stops the program at start rather than on its first frame."""
+        self._getters = [param_getter(c, sample, self.mapping.source) for c in self.mapping.channels]
+
     def update(self, params, capture_ns: int | None = None, now: float | None = None) -> list[float]:
         """Send the travel for these parameters (or the safe pose); returns the travel sent."""
         if self._getters is None:  # names are checked against the first real parameters
-            self._getters = [param_getter(c, params, self.mapping.source) for c in self.mapping.channels]
+            self.check_params(params)
         now = time.monotonic() if now is None else now
         lost = float(getattr(params, "idle", 0.0)) > self.mapping.lost_when_idle_above
         safe = lost or self.actions.paused or not self.link.alive

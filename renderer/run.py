@@ -146,8 +146,14 @@ def attach_serial(host: RendererHost, uri: str | None, mapping: Path | None):
             raise UserError("--serial needs --serial-map FILE (see firmware_bridge/puppet.toml)")
         return None
     from firmware_bridge.output import FirmwareOutput, ParamsTap
+    from renderer.params import CharacterParams
 
     bridge = FirmwareOutput.open(uri, mapping)
+    try:
+        bridge.check_params(CharacterParams())  # a mistyped parameter name stops here, naming its key
+    except UserError:
+        bridge.close()
+        raise
     # ACTUATORS carry the camera frame's capture time on this host's clock (edge clock + offset estimate)
     host.animator = ParamsTap(host.animator, bridge, lambda msg: msg.capture_ns + host.latency.offset_ns())
     return bridge

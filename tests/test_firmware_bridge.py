@@ -327,9 +327,17 @@ def test_edge_stream_through_the_renderer_to_the_firmware(tools, tmp_path):
         assert all(lo <= e["capture_us"] <= hi and e["capture_us"] <= e["t_us"] + 50_000 for e in synced)
         assert len({e["capture_us"] for e in synced}) >= 15  # one per captured frame, not a constant
         assert fw["alive"] and fw["link"]["connects"] == 1
-    bad = subprocess.run([*cmd[:-4], "--serial", "serial:///dev/none"], capture_output=True, text=True, timeout=60,
-                         check=False)  # fmt: skip
-    assert bad.returncode == 2 and "--serial needs --serial-map" in bad.stderr and "Traceback" not in bad.stderr
+    # A mistyped parameter stops renderer.run at start with the key named, no traceback.
+    bad_map = tmp_path / "bad.toml"
+    bad_map.write_text(PUPPET.read_text().replace('param = "face.mouth_open"', 'param = "face.jaw_open"'))
+    bad = subprocess.run([*cmd[:-4], "--serial", "serial:///dev/none", "--serial-map", str(bad_map)],
+                         capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert "channels.jaw.param 'face.jaw_open': face has no 'jaw_open'" in bad.stderr
+    from renderer.run import attach_serial
+
+    with pytest.raises(UserError, match="--serial needs --serial-map"):
+        attach_serial(None, "serial:///dev/ttyACM0", None)
 
 
 def test_cli_monitor_and_check(tools, tmp_path):
