@@ -458,3 +458,14 @@ def test_engine_without_tensorrt_falls_back_to_onnxruntime(models, tmp_path, cap
         runner = m.open_model(onnx_path, providers=["tensorrt", "cpu"])
     assert isinstance(runner, m.ModelSession) and runner.provider == "CPUExecutionProvider"
     assert sum("native TensorRT is unavailable" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_without_a_bundle_the_cached_conversion_of_the_same_task_files_is_used(models):
+    from edge.onnx_landmarks.stage import OnnxLandmarkStage, build_landmark_stage
+
+    stage = build_landmark_stage(face=False, landmarks=LandmarkerConfig(mode="image"))  # the defaults: onnx
+    try:
+        assert isinstance(stage, OnnxLandmarkStage)
+        assert stage.hands.landmarks.session.path.parent == models["hand_landmarks_detector"].parent
+    finally:
+        stage.close()
