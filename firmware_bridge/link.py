@@ -283,6 +283,7 @@ class SerialLink:
         with self._cond:
             self._port = port
             self.deframer = Deframer(stats=self.deframer.stats)  # keep counting across reconnects
+            self._seen.clear()  # the MCU may have restarted its seq counter: old (type, seq) pairs mean nothing
             self.stats.connects += 1
             self._need_delimiter = True  # flush whatever half-frame the MCU saw before us
             self._last_heartbeat = float("-inf")  # alive only once this MCU's heartbeat arrives
@@ -393,13 +394,15 @@ class SerialLink:
                 with self._cond:
                     if self._hello is not None and self._pending.pop(self._hello.seq, None) is not None:
                         self._hello.finish(Ack.OK)
-                    elif self._config_msg is not None and not any(
-                        isinstance(p.message, Config) for p in self._pending.values()
-                    ):  # an unasked HELLO: the MCU rebooted behind a port that stayed open; configure it again
+                    else:  # an unasked HELLO: the MCU rebooted behind a port that stayed open
                         self.stats.mcu_reboots += 1
-                        p = Pending(self._config_msg, self._next_seq())
-                        self._pending[p.seq] = p
-                        self._cond.notify()
+                        self._seen.clear()  # its seq counter restarted
+                        if self._config_msg is not None and not any(
+                            isinstance(p.message, Config) for p in self._pending.values()
+                        ):  # configure it again
+                            p = Pending(self._config_msg, self._next_seq())
+                            self._pending[p.seq] = p
+                            self._cond.notify()
             return
         if isinstance(m, Button | Fault):
             with self._cond:

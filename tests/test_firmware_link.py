@@ -264,11 +264,20 @@ def test_mcu_reboot_behind_an_open_port_gets_configured_again(raw_pty):
         assert pending.wait(2.0)
         configs()
         assert link.stats.mcu_reboots == 0
+        from firmware_bridge.protocol import Button
+
+        presses: list = []
+        link.on_button.append(presses.append)
+        os.write(master, encode_frame(Button(0, Button.PRESS, 1), 3))
+        assert wait_until(lambda: len(presses) == 1)
         os.write(master, encode_frame(Hello(Hello.ROLE_MCU, 1, 0, 0, 0, 100, 1, "rebooted"), 0))  # unasked
         again: list = []
         assert wait_until(lambda: bool(again.extend(configs()) or again), 2.0)
         assert again[0].message == pending.message and again[0].seq != sent[0].seq
         assert link.stats.mcu_reboots == 1 and link.mcu.name == "rebooted"
+        # The rebooted MCU counts its seq from 0 again: seq 3 is a new press, not a duplicate.
+        os.write(master, encode_frame(Button(0, Button.PRESS, 2), 3))
+        assert wait_until(lambda: len(presses) == 2) and link.stats.duplicates == 0
 
 
 def test_handshake_and_safety_config_are_never_abandoned(raw_pty):
