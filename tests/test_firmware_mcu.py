@@ -96,6 +96,15 @@ def test_reliable_duplicates_are_acked_but_applied_once_and_bad_requests_refused
         sim.wait_for("config", 0.3)  # applied once only
 
 
+def test_a_restarted_host_is_not_taken_for_a_duplicate(rig):
+    sim, host = rig
+    host.send(Config(300, (q16(0.5),) * 4), 1)
+    assert sim.wait_for("config", 1.0)["watchdog_ms"] == 300
+    host.send(Hello(Hello.ROLE_HOST, name="again"), 0)  # a new host process: its seq starts over
+    host.send(Config(400, (q16(0.5),) * 4), 1)
+    assert sim.wait_for("config", 1.0)["watchdog_ms"] == 400
+
+
 def test_mcu_watchdog_parks_the_actuators_when_the_host_goes_silent(rig):
     sim, host = rig
     safe = (q16(0.1), q16(0.2), q16(0.3), q16(0.4))

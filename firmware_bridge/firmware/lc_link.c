@@ -94,6 +94,9 @@ static void handle(lc_link_t *l, const lc_frame_t *f) {
     }
     switch (f->type) {
     case LC_HELLO: { /* answered by our HELLO, not an ACK */
+        /* A host HELLO starts a session: a restarted host counts its seq from 0 again, so the
+         * (type, seq) pairs seen so far must not swallow its first commands as duplicates. */
+        memset(l->seen_type, 0, sizeof l->seen_type);
         lc_msg_t hello = {.type = LC_HELLO, .u.hello = l->caps};
         lc_link_send(l, &hello);
         break;
