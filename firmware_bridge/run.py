@@ -4,6 +4,7 @@
     python -m firmware_bridge.run monitor --serial serial:///tmp/ttyMCU --map firmware_bridge/puppet.toml
     python -m firmware_bridge.run action calibrate_neutral --map firmware_bridge/puppet.toml
     python -m firmware_bridge.run check firmware_bridge/puppet.toml
+    python -m firmware_bridge.run pose jaw=0.6 head_pan=0.3 --map firmware_bridge/puppet.toml   # bring-up
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 from firmware_bridge.actions import Actions
 from firmware_bridge.link import LinkConfig, SerialLink
 from firmware_bridge.mapping import load_mapping
-from firmware_bridge.protocol import Button, Fault
+from firmware_bridge.protocol import Button, Config, Fault, q16
 from latentcast.errors import UserError, run_cli
 
 
@@ -40,6 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--map", type=Path, required=True)
     c = sub.add_parser("check", help="validate a mapping file")
     c.add_argument("map", type=Path)
+    q = sub.add_parser("pose", help="bring-up: hold channels at given travel (within limits and slew), others safe")
+    q.add_argument("settings", nargs="+", metavar="CHANNEL=TRAVEL", help="e.g. jaw=0.6 head_pan=0.3 (0..1 travel)")
+    q.add_argument("--serial", help="serial URI (default: the map's [link] uri)")
+    q.add_argument("--map", type=Path, required=True)
+    q.add_argument("--hold", type=float, default=2.0, help="seconds to hold the pose (then the MCU parks itself)")
     return p
 
 
@@ -113,6 +119,37 @@ def action(args: argparse.Namespace) -> int:
     return proc.wait()
 
 
+def pose(args: argparse.Namespace) -> int:
+    """Drive a puppet by hand through the same limits, slew and link as the live output."""
+    from firmware_bridge.mapping import SlewLimiter
+
+    mapping = load_mapping(args.map)
+    by_name = {c.name: c for c in mapping.channels}
+    want = list(mapping.safe_pose)
+    for item in args.settings:
+        name, _, value = item.partition("=")
+        if name not in by_name:
+            raise UserError(f"pose {item!r}: no channel {name!r} in {args.map} (known: {', '.join(by_name)})")
+        try:
+            want[by_name[name].channel] = float(value)
+        except ValueError:
+            raise UserError(f"pose {item!r}: write CHANNEL=TRAVEL with TRAVEL a number in 0..1") from None
+    uri = args.serial or mapping.uri
+    if not uri:
+        raise UserError(f"pose needs --serial URI or [link] uri in {args.map}")
+    link = SerialLink(LinkConfig(uri, heartbeat_timeout_s=mapping.heartbeat_timeout_s))
+    limiter = SlewLimiter(mapping.channels)
+    with link:
+        link.configure(Config(mapping.mcu_watchdog_ms, tuple(q16(t) for t in mapping.safe_pose)))
+        end = time.monotonic() + args.hold
+        while time.monotonic() < end:
+            travel = limiter.step(want, time.monotonic())
+            link.set_targets(tuple(q16(t) for t in travel), time.monotonic_ns() // 1000)
+            time.sleep(0.02)
+        print("pose held: " + ", ".join(f"{c.name}={t:.3f}" for c, t in zip(mapping.channels, travel, strict=True)))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "simulate":
@@ -121,6 +158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return monitor(args)
     if args.command == "action":
         return action(args)
+    if args.command == "pose":
+        return pose(args)
     m = load_mapping(args.map)
     print(f"{args.map}: {len(m.channels)} channels ({', '.join(c.name for c in m.channels)}), "
           f"buttons {m.buttons or '-'}, safe pose {m.safe_pose}")  # fmt: skip

@@ -346,8 +346,16 @@ def test_cli_monitor_and_check(tools, tmp_path):
         proc = subprocess.run([sys.executable, "-m", "firmware_bridge.run", "monitor", "--serial", sim.uri,
                                "--duration", "1.2", "--require-alive"], capture_output=True, text=True, timeout=60,
                               check=False)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "link up" in proc.stdout and "lc-mcu-sim: heartbeats" in proc.stdout
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert "link up" in proc.stdout and "lc-mcu-sim: heartbeats" in proc.stdout
+        # pose: by hand, through the same limits (jaw asks 0.95, its limits stop it at 0.70) and slew
+        proc = subprocess.run([sys.executable, "-m", "firmware_bridge.run", "pose", "jaw=0.95", "head_pan=0.3",
+                               "--serial", sim.uri, "--map", str(PUPPET), "--hold", "0.6"], capture_output=True,
+                              text=True, timeout=60, check=False)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert "jaw=0.700" in proc.stdout and "head_pan=0.300" in proc.stdout
+        assert wait_until(lambda: any(e["targets"][0] == q16(0.7) and e["targets"][3] == q16(0.3)
+                                      for e in list(sim.targets)))  # fmt: skip
     bad = tmp_path / "bad.toml"
     bad.write_text('[channels.jaw]\nchannel = 0\nparam = "face.mouth_open"\nrange = [0, 1]\nsafe = 2\n')
     proc = subprocess.run([sys.executable, "-m", "firmware_bridge.run", "check", str(bad)], capture_output=True,
