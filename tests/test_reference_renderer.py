@@ -46,6 +46,8 @@ def test_keep_finite_at_the_value_limit():
     old = np.array([7.0, 7.0, 7.0, 7.0, 7.0, 7.0])
     new = np.array([lim, -lim, np.nextafter(lim, np.inf), -np.nextafter(lim, np.inf), np.nan, np.inf])
     np.testing.assert_array_equal(smoothing.keep_finite(new, old), [lim, -lim, 7.0, 7.0, 7.0, 7.0])
+    ints = smoothing.keep_finite(np.array([1, 2]), np.zeros(2))
+    assert ints.dtype == np.float64 and ints.tolist() == [1.0, 2.0]
     fine = np.array([1.0, 2.0])
     assert smoothing.keep_finite(fine, np.zeros(2)).dtype == np.float64
     np.testing.assert_array_equal(smoothing.keep_finite(fine, np.zeros(2)), fine)
@@ -56,6 +58,8 @@ def test_default_time_constants_keep_blinks_crisp_and_let_the_head_glide():
     assert tau.shape == (VECTOR_SIZE,) and (tau > 0).all()
     face = tau[:FACE_SIZE]
     assert face[4] == face[5] == 0.03 and face[4] < face[0]  # blinks faster than the head
+    # presentation smoothing only (the edge filters already): every time constant under 100 ms, or it lags
+    assert tau.max() <= 0.1
     np.testing.assert_array_equal(tau[FACE_SIZE : FACE_SIZE + HAND_SIZE], tau[FACE_SIZE + HAND_SIZE :])  # both hands
 
 
@@ -73,6 +77,9 @@ def test_param_smoother_first_sample_passes_then_follows_the_closed_form():
     assert out[4] == pytest.approx(first[4] * math.exp(-1.0))  # the others keep approaching
     first_bad = smoothing.ParamSmoother(tau).update(np.array([np.inf] + [1.0] * (VECTOR_SIZE - 1)), 0.1)
     assert first_bad[0] == 0.0 and first_bad[1] == 1.0  # a bad first sample starts at 0, never Inf
+    assert first_bad.dtype == np.float64
+    int_first = smoothing.ParamSmoother(np.ones(VECTOR_SIZE, int)).update(np.ones(VECTOR_SIZE, int), 0.1)
+    assert int_first.dtype == np.float64
     assert smoothing.ParamSmoother().tau.shape == (VECTOR_SIZE,)
     assert s.update(target, 0.05) is not s.state  # a copy: the caller cannot poison the state
 
@@ -118,6 +125,7 @@ def test_tracking_blend_parts_cover_the_vector_in_order():
     assert parts[1] == slice(FACE_SIZE, FACE_SIZE + HAND_SIZE) and parts[2].start == FACE_SIZE + HAND_SIZE
     blend = smoothing.TrackingBlend()
     assert blend.config == smoothing.BlendConfig() and blend.idle_fraction == 1.0
+    assert blend.weights.shape == blend.since_seen.shape == (3,)  # face, left hand, right hand
     out = blend.update(np.full(VECTOR_SIZE, 2.0), np.array([False, False, True]), np.zeros(VECTOR_SIZE), 10.0)
     np.testing.assert_allclose(out[: FACE_SIZE + HAND_SIZE], 0.0)
     np.testing.assert_allclose(out[FACE_SIZE + HAND_SIZE :], 2.0)  # dt 10 s >> fade_in: the right hand is tracked
