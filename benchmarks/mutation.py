@@ -41,6 +41,8 @@ MODULES: dict[str, list[str]] = {
     "latentcast/open_set.py": ["tests/test_open_set.py", "tests/test_reference_open_set.py"],
     "latentcast/bundle.py": ["tests/test_reference_bundle.py"],
     "renderer/vmc.py": ["tests/test_vmc.py", "tests/test_reference_vmc.py"],
+    # not in the list, but since the VMC rewrite the bone math (curls, neck/head share, IK) lives here
+    "renderer/pose.py": ["tests/test_vmc.py", "tests/test_reference_vmc.py"],
 }
 
 
