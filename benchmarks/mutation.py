@@ -125,14 +125,27 @@ def score_module(module: str, tests: list[str], ref: str, keep: bool = False) ->
     }
 
 
+def table(modules: list[dict]) -> str:
+    """docs/RESULTS.md's table: one row per module, the commit each was scored at."""
+    rows = ["| module | mutants | killed | survived | score | commit |", "|---|---|---|---|---|---|"]
+    for m in modules:
+        score = f"{100 * m['score']:.1f} %" if m["score"] is not None else "-"
+        rows.append(f"| `{m['module']}` | {m['mutants']} | {m['killed']} | {m['survived']} | {score} | {m['commit']} |")
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--module", action="append", choices=sorted(MODULES), help="only these (repeatable)")
     parser.add_argument("--ref", default="HEAD", help="the commit to score (default HEAD)")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--keep", action="store_true", help="keep the scratch trees (debugging)")
+    parser.add_argument("--table", action="store_true", help="print the JSON as a markdown table, run nothing")
     args = parser.parse_args(argv)
     previous = json.loads(args.out.read_text()) if args.out.is_file() else {"modules": []}
+    if args.table:
+        print(table(previous["modules"]))
+        return 0
     results = {m["module"]: m for m in previous.get("modules", [])}
     for module in args.module or list(MODULES):
         res = score_module(module, MODULES[module], args.ref, args.keep)
