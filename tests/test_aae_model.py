@@ -178,7 +178,8 @@ def test_training_is_deterministic_for_a_seed_and_learns_classes() -> None:
     assert runs[0][0] == runs[1][0]
     assert torch.equal(runs[0][1][1], runs[1][1][1])
     accuracy = float((runs[0][1][0].argmax(1) == labels).float().mean())
-    assert accuracy > 0.8, f"clustered data, 40 labels, 8 short epochs: accuracy {accuracy:.2f} (chance 0.2)"
+    # measured 1.00 (this seed, deterministic); 0.95 leaves 12 of the 256 points for numeric drift between builds
+    assert accuracy >= 0.95, f"clustered data, 40 labels, 8 short epochs: accuracy {accuracy:.2f} (measured 1.00)"
 
 
 def test_checkpoint_round_trip(tmp_path) -> None:

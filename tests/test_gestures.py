@@ -59,8 +59,8 @@ def test_augmentation_keeps_the_csv_convention():
 
 def test_quick_model_beats_chance_by_a_wide_margin(quick_model):
     _, card, _ = quick_model
-    chance = 1 / 11
-    assert card["metrics"]["test_accuracy"] > 5 * chance, card["metrics"]
+    # measured 0.668 on the 500 test rows (chance 0.09); 0.60 leaves 34 rows for numeric drift between builds
+    assert card["metrics"]["test_accuracy"] > 0.60, card["metrics"]
 
 
 def test_model_card_has_the_contract_fields(tmp_path, quick_model):
