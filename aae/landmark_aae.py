@@ -94,14 +94,16 @@ def reconstruction_error(model, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return y, open_set.reconstruction_error(x, decode(model, y, z))
 
 
-def fit_open_set(model, x: np.ndarray, labels: np.ndarray, what: str, keep: float = 0.95) -> dict:
+def fit_open_set(
+    model, x: np.ndarray, labels: np.ndarray, what: str, keep: float = 0.95, recon: bool = True
+) -> dict:
     """The model card's "open_set" block: the rule fitted on REAL labelled rows `x` (named by `what`).
 
     Scores are the float32 ones the edge computes (encoder -> decoder -> MSE); a degenerate fit
     raises `open_set.OpenSetFitError`, so a training run never writes a silent rule.
     """
     probs, err = reconstruction_error(model, x)
-    rule = open_set.fit_rule(probs, labels, err, keep=keep, what=what)
+    rule = open_set.fit_rule(probs, labels, err, keep=keep, what=what, recon=recon)
     verdict = rule.judge(probs, err)
     return {
         **rule.to_dict(),

@@ -27,6 +27,8 @@ class PartJudge:
 
     def __call__(self, features: np.ndarray, y: np.ndarray, z: np.ndarray) -> open_set.Judgement:
         """features [N, D], y [N, K], z [N, C] -> the float32 verdict per row."""
+        if self.rule.max_recon_error is None:  # a rule without a reconstruction half: no decoder call
+            return self.rule.judge(y)
         x = np.atleast_2d(np.asarray(features, np.float32))
         err = open_set.reconstruction_error(x, self.decoder(y, z))
         return self.rule.judge(y, err)

@@ -134,7 +134,7 @@ class OpenSetRule:
 
     temperature: float
     min_confidence: float
-    max_recon_error: float
+    max_recon_error: float | None  # None: no reconstruction half (no held-out real rows to fit it on)
     keep: float  # share of held-out known rows the whole rule keeps (each threshold rejects half the rest)
 
     def confidence(self, probs: np.ndarray) -> np.ndarray:
@@ -146,7 +146,7 @@ class OpenSetRule:
         confidence = calibrated.max(axis=1)
         unknown = confidence < np.float32(self.min_confidence)
         ratio = None
-        if recon_error is not None:
+        if recon_error is not None and self.max_recon_error is not None:
             err = np.asarray(recon_error, dtype=np.float32).reshape(-1)
             unknown |= err > np.float32(self.max_recon_error)
             ratio = err / np.float32(self.max_recon_error)
@@ -165,19 +165,27 @@ class OpenSetRule:
         return cls(
             temperature=float(data["temperature"]),
             min_confidence=float(data["min_confidence"]),
-            max_recon_error=float(data["max_recon_error"]),
+            max_recon_error=None if data["max_recon_error"] is None else float(data["max_recon_error"]),
             keep=float(data["keep"]),
         )
 
 
 def fit_rule(
-    probs: np.ndarray, labels: np.ndarray, recon_error: np.ndarray, keep: float = 0.95, what: str = "rows"
+    probs: np.ndarray,
+    labels: np.ndarray,
+    recon_error: np.ndarray,
+    keep: float = 0.95,
+    what: str = "rows",
+    recon: bool = True,
 ) -> OpenSetRule:
     """Fit temperature and both thresholds on REAL held-out known-class rows (`what` names them in errors).
 
     The whole rule keeps at least `keep` of the rows: each threshold alone rejects (1 - keep) / 2 of
     them (quantiles of their float32 scores; the Bonferroni split, since the two overlap). Raises
     `OpenSetFitError` for too few rows, a temperature on the grid's edge, or a degenerate threshold.
+    `recon=False` leaves the reconstruction half out (max_recon_error None) and gives the confidence
+    threshold all of the (1 - keep): for rows the model was trained on, whose reconstruction errors
+    say nothing about a new person's (expressions: in-sample photos rebuild 5-25 x better).
     """
     labels = np.asarray(labels, dtype=np.int64)
     if len(labels) < MIN_FIT_ROWS:
@@ -191,7 +199,7 @@ def fit_rule(
         temperature = fit_temperature(probs, labels)
     except OpenSetFitError as exc:
         raise OpenSetFitError(f"{what}: {exc}") from None
-    each = 1.0 - (1.0 - keep) / 2.0  # the share each threshold keeps
+    each = 1.0 - (1.0 - keep) / 2.0 if recon else keep  # the share each threshold keeps
     confidence = apply_temperature(probs, temperature).max(axis=1)
     min_confidence = _f32(np.quantile(confidence, 1.0 - each))
     k = np.asarray(probs).shape[1]
@@ -205,6 +213,8 @@ def fit_rule(
             f"{what}: the fitted confidence threshold {min_confidence!r} is degenerate (it must lie between chance "
             f"1/{k} and 1, or it rejects nothing or everything): fit on more varied real rows"
         )
+    if not recon:
+        return OpenSetRule(temperature=temperature, min_confidence=min_confidence, max_recon_error=None, keep=keep)
     err = np.asarray(recon_error, dtype=np.float32)
     max_recon = _f32(np.quantile(err, each))
     if not (np.isfinite(max_recon) and max_recon > 0.0):
@@ -223,7 +233,8 @@ def rule_from_block(open_set_block: Mapping | None, need_recon: bool = False) ->
     """The rule in a model card's "open_set" block, or None when the card has none.
 
     None or an empty block means no rule. A block needs "temperature" (> 0) and "min_confidence";
-    "max_recon_error" too when `need_recon` (the edge, which has the features and the decoder).
+    "max_recon_error" too when `need_recon` (the edge, which has the features and the decoder): a
+    positive number, or null for a rule without a reconstruction half.
     """
     if not open_set_block:
         return None
@@ -234,9 +245,10 @@ def rule_from_block(open_set_block: Mapping | None, need_recon: bool = False) ->
     temperature = float(open_set_block["temperature"])
     if not np.isfinite(temperature) or temperature <= 0:
         raise ValueError(f"open_set temperature must be a positive number, not {temperature}")
-    max_recon = float(open_set_block.get("max_recon_error", np.inf))
-    if need_recon and not (np.isfinite(max_recon) and max_recon > 0):
-        raise ValueError(f"open_set max_recon_error must be a positive number, not {max_recon}")
+    raw = open_set_block.get("max_recon_error", None if need_recon else np.inf)
+    max_recon = None if raw is None else float(raw)
+    if need_recon and max_recon is not None and not (np.isfinite(max_recon) and max_recon > 0):
+        raise ValueError(f"open_set max_recon_error must be a positive number or null, not {max_recon}")
     return OpenSetRule(
         temperature=temperature,
         min_confidence=float(open_set_block["min_confidence"]),

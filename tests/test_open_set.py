@@ -153,3 +153,22 @@ def test_the_decision_is_float32_and_the_same_for_float64_input():
     # thresholds are float32 values: JSON round trip keeps them exactly
     back = open_set.OpenSetRule.from_dict(json.loads(json.dumps(rule.to_dict())))
     np.testing.assert_array_equal(back.judge(probs, err).label, a.label)
+
+
+def test_a_rule_without_reconstruction_half_round_trips_as_null_and_ignores_errors():
+    """Expressions: rows seen in training cannot fit a reconstruction threshold; the card says null."""
+    probs, labels = _honest_probs(n=300, k=5, seed=6)
+    err = np.random.default_rng(7).gamma(2.0, 0.01, len(labels)).astype(np.float32)
+    rule = open_set.fit_rule(probs, labels, err, keep=0.95, recon=False)
+    assert rule.max_recon_error is None
+    assert 0.03 <= open_set.unknown_rate(rule.decide(probs)) <= 0.05  # the confidence threshold takes all of it
+    block = json.loads(json.dumps(rule.to_dict()))
+    assert block["max_recon_error"] is None
+    edge_rule = open_set.rule_from_block(block, need_recon=True)
+    huge = np.full(len(labels), 1e6, np.float32)
+    np.testing.assert_array_equal(edge_rule.decide(probs, huge), rule.decide(probs))
+    assert edge_rule.judge(probs, huge).recon_ratio is None
+    with pytest.raises(ValueError, match="positive number or null"):
+        open_set.rule_from_block({**block, "max_recon_error": 0.0}, need_recon=True)
+    with pytest.raises(ValueError, match="lacks max_recon_error"):
+        open_set.rule_from_block({k: v for k, v in block.items() if k != "max_recon_error"}, need_recon=True)

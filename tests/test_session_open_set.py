@@ -41,7 +41,7 @@ def test_a_session_with_enough_labelled_frames_refits_the_rule_on_them_alone(lab
     _, card, _ = expressions.train_expressions(cfg, per_class=20, faces=faces, sessions=[labelled_session])
     block = card["open_set"]
     assert "recorded session" in block["fitted_on"] and "photos" not in block["fitted_on"]
-    assert block["fit_rows"] == 12
+    assert block["fit_rows"] == 12 and block["max_recon_error"] is None  # seen rows: confidence half only
     _, without, _ = expressions.train_expressions(cfg, per_class=20, faces=faces)
     assert "real face photos" in without["open_set"]["fitted_on"]
     assert block["min_confidence"] != without["open_set"]["min_confidence"]  # a different rule, not a copy
