@@ -167,21 +167,20 @@ def test_prior_idle_z_stays_n01_at_any_frame_rate_and_holds_classes_in_range():
 def test_prior_idle_class_holds_come_from_their_ranges():
     cfg = IdleConfig(class_hold_s=(4.0, 9.0), lively_hold_s=(1.0, 2.5), calm_probability=0.85)
     idle = PriorIdle(["neutral", "a", "b", "c"], 2, np.random.default_rng(3), cfg)
-    runs: list[tuple[int, float]] = []
-    current, length = idle.class_index, 0.0
-    for _ in range(30000):
-        idle.step(0.01)
-        if idle.class_index != current:
-            runs.append((current, length))
-            current, length = idle.class_index, 0.0
-        length += 0.01
-    calm_runs = [t for c, t in runs if c == 0]
-    lively_runs = [t for c, t in runs if c != 0]
-    assert calm_runs and lively_runs
-    # a run can merge consecutive picks of the same class, so only the lower bound and the lively upper bound hold
-    assert min(calm_runs) >= 4.0 - 0.02 and min(lively_runs) >= 1.0 - 0.02 and max(lively_runs) <= 2.5 * 3
-    share_calm = sum(calm_runs) / (sum(calm_runs) + sum(lively_runs))
-    assert share_calm > 0.8  # 0.85 calm picks held ~3x longer than lively ones: ~95 % of the time
+    holds: dict[bool, list[float]] = {True: [], False: []}
+    picks, calm_picks = 0, 0
+    for _ in range(40000):
+        before = idle.hold_left
+        _, z = idle.step(0.01)
+        assert z.dtype == np.float32
+        if idle.hold_left > before:  # a new pick: its hold was just drawn from its class's range
+            calm = idle.class_index == 0
+            holds[calm].append(idle.hold_left)
+            picks, calm_picks = picks + 1, calm_picks + calm
+    assert min(holds[True]) >= 4.0 and max(holds[True]) <= 9.0
+    assert min(holds[False]) >= 1.0 and max(holds[False]) <= 2.5
+    # calm picked with probability 0.85 + 0.15 / 4 (a uniform pick can land on it too): 0.8875
+    assert abs(calm_picks / picks - 0.8875) < 4 * math.sqrt(0.8875 * 0.1125 / picks)
 
 
 def test_prior_idle_without_a_calm_class_picks_uniformly_and_holds_long():
@@ -206,6 +205,40 @@ def test_idle_face_blinks_a_150_ms_triangle_and_sways_within_bounds():
     assert closed[0] == pytest.approx(first_blink, abs=0.011)
     assert closed[-1] - closed[0] == pytest.approx(0.15, abs=0.011) and peak > 0.9
     assert 2.5 <= face.next_blink + (t - first_blink) <= 6.0 + 0.011
+
+
+def test_idle_face_and_hands_are_the_documented_sways_replayed():
+    """Same seed, the documented draws (phases in [0, 2 pi), first blink in [2, 5] s, next in [2.5, 6] s)."""
+    face, replay = IdleFace(np.random.default_rng(8)), np.random.default_rng(8)
+    phase = replay.uniform(0, 2 * math.pi, size=3)
+    next_blink = float(replay.uniform(2.0, 5.0))
+    assert face.next_blink == next_blink
+    t, blink_start = 0.0, None
+    for dt in [0.1] * 60 + [0.013] * 200:
+        out = face.step(dt)
+        t += dt
+        assert out["yaw"] == pytest.approx(0.12 * math.sin(0.5 * t + phase[0]), abs=1e-12)
+        assert out["pitch"] == pytest.approx(0.05 * math.sin(0.37 * t + phase[1]), abs=1e-12)
+        assert out["roll"] == pytest.approx(0.04 * math.sin(0.29 * t + phase[2]), abs=1e-12)
+        next_blink -= dt
+        if next_blink <= 0.0:
+            blink_start = t - dt  # the blink clock starts at 0 and this step's dt is added
+            next_blink = float(replay.uniform(2.5, 6.0))
+            assert face.next_blink == next_blink
+        if blink_start is not None:
+            since = t - blink_start
+            assert out["blink"] == pytest.approx(max(0.0, 1.0 - abs(since - 0.075) / 0.075), abs=1e-9)
+    assert blink_start is not None
+    hands, replay = IdleHands(np.random.default_rng(9)), np.random.default_rng(9)
+    p = replay.uniform(0, 2 * math.pi, size=4)
+    t = 0.0
+    for dt in (0.5, 1.0, 0.25, 3.0):
+        pos = hands.step(dt)
+        t += dt
+        want_left = (0.8 + 0.02 * math.sin(0.6 * t + p[0]), 0.82 + 0.02 * math.sin(0.8 * t + p[1]))
+        want_right = (0.2 + 0.02 * math.sin(0.55 * t + p[2]), 0.82 + 0.02 * math.sin(0.7 * t + p[3]))
+        assert pos["left"] == pytest.approx(want_left, abs=1e-12)
+        assert pos["right"] == pytest.approx(want_right, abs=1e-12)
 
 
 def test_idle_hands_rest_low_on_their_own_sides():
