@@ -83,9 +83,10 @@ def _survivors(work: Path, env: dict) -> list[dict]:
 
 
 def score_module(module: str, tests: list[str], ref: str, keep: bool = False) -> dict:
+    commit = _git("rev-parse", "--short", ref)  # resolved once: HEAD may move while this runs
     work = Path(tempfile.mkdtemp(prefix="latentcast-mutation-"))
     try:
-        _scratch_tree(ref, work)
+        _scratch_tree(commit, work)
         missing = [t for t in tests if not (work / t).is_file()]
         tests = [t for t in tests if t not in missing]
         (work / "setup.cfg").write_text(_config(module, tests))
@@ -118,7 +119,7 @@ def score_module(module: str, tests: list[str], ref: str, keep: bool = False) ->
         "score": round(killed / mutants, 4) if mutants else None,
         "tests": tests,
         "missing_tests": missing,
-        "commit": _git("rev-parse", "--short", ref),
+        "commit": commit,
         "seconds": round(time.monotonic() - t0, 1),
         "raw": stats,
         "survivors": survivors,
