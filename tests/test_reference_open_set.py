@@ -226,3 +226,18 @@ def test_hysteresis_config_bounds(kwargs, ok):
 
 def test_hysteresis_leave_never_goes_below_zero():
     assert LabelHysteresis(0.2, HysteresisConfig(leave_margin=0.5)).leave == 0.0
+
+
+def test_a_rule_without_a_reconstruction_half_gives_the_confidence_threshold_all_of_one_minus_keep():
+    probs, labels, err = _rows(400)
+    rule = open_set.fit_rule(probs, labels, err, keep=0.9, recon=False)
+    assert rule.max_recon_error is None and rule.keep == 0.9
+    conf = open_set.apply_temperature(probs, rule.temperature).max(axis=1)
+    assert rule.min_confidence == pytest.approx(float(np.quantile(conf, 0.10)), rel=1e-6)  # not 0.05
+    verdict = rule.judge(probs, np.full(len(labels), 1e9, np.float32))  # any error: no reconstruction half
+    assert verdict.recon_ratio is None
+    np.testing.assert_array_equal(verdict.label, rule.judge(probs).label)
+    back = OpenSetRule.from_dict(rule.to_dict())
+    assert back.max_recon_error is None
+    block = {"temperature": 1.0, "min_confidence": 0.5, "max_recon_error": None}
+    assert open_set.rule_from_block(block, need_recon=True).max_recon_error is None
