@@ -302,27 +302,34 @@ def test_the_thumb_folds_less_than_the_fingers():
 
 
 def test_hand_direction_wrist_to_middle_knuckle_mirrored_for_right_hands():
-    pts = np.zeros((21, 2))
-    pts[9] = (3.0, -4.0)
+    pts = np.full((21, 2), 0.7)  # every other point elsewhere: only the wrist (0) and middle knuckle (9) count
+    pts[0] = (0.1, 0.2)
+    pts[9] = (0.1 + 0.3, 0.2 - 0.4)  # features are in [-1, 1]: the vector is shorter than 1
     feats = pts.reshape(-1)
     assert retarget.hand_direction(feats, "Left") == pytest.approx((0.6, -0.8))
     assert retarget.hand_direction(feats, "Right") == pytest.approx((-0.6, -0.8))
     assert retarget.hand_direction(np.zeros(42), "Left") == (0.0, -1.0)  # degenerate: pointing up
+    tiny = np.zeros((21, 2))
+    tiny[9] = (2e-6, 0.0)
+    assert retarget.hand_direction(tiny.reshape(-1), "Left") == pytest.approx((1.0, 0.0))  # above the 1e-6 floor
 
 
 def test_blendshapes_from_features_undo_the_minus_one_to_one_scaling():
     feats = np.zeros(len(FEATURE_BLENDSHAPES) + 10)
-    feats[0], feats[1], feats[2] = -1.0, 1.0, 3.0
+    feats[0], feats[1], feats[2], feats[4] = -1.0, 1.0, 3.0, -3.0
     out = retarget.blendshapes_from_features(feats)
     assert list(out) == list(FEATURE_BLENDSHAPES)
     names = list(FEATURE_BLENDSHAPES)
     assert out[names[0]] == 0.0 and out[names[1]] == 1.0 and out[names[2]] == 1.0 and out[names[3]] == 0.5
+    assert out[names[4]] == 0.0  # clipped at 0 too
+    with pytest.raises(ValueError):
+        retarget.blendshapes_from_features(np.zeros(10))  # too short for the blendshape block: refused
 
 
 def test_face_controls_gains_and_ramps_by_hand():
     b = {
         "eyeBlinkLeft": 0.375,  # halfway up the (0.15, 0.6) ramp
-        "eyeBlinkRight": 0.15,  # at the ramp's start: open
+        "eyeBlinkRight": 0.2625,  # a quarter up
         "jawOpen": 0.5,
         "mouthSmileLeft": 0.2,
         "mouthSmileRight": 0.4,
@@ -330,18 +337,28 @@ def test_face_controls_gains_and_ramps_by_hand():
         "browInnerUp": 0.2,
         "browDownRight": 0.4,
         "eyeLookOutLeft": 0.6,
+        "eyeLookInLeft": 0.05,
         "eyeLookInRight": 0.2,
+        "eyeLookOutRight": 0.11,
         "eyeLookUpLeft": 0.5,
+        "eyeLookUpRight": 0.3,
+        "eyeLookDownLeft": 0.07,
         "eyeLookDownRight": 0.1,
     }
     c = retarget.face_controls(b)
-    assert c["blink_left"] == pytest.approx(0.5) and c["blink_right"] == 0.0
+    assert c["blink_left"] == pytest.approx(0.5) and c["blink_right"] == pytest.approx(0.25)
+    assert retarget.face_controls({"eyeBlinkRight": 0.15})["blink_right"] == 0.0  # the ramp's start: open
     assert c["mouth_open"] == pytest.approx(0.85)  # 1.7 * 0.5
     assert c["smile"] == pytest.approx(1.4 * 0.3)
     assert c["brow_left"] == pytest.approx(1.5 * (0.3 + 0.1))
     assert c["brow_right"] == pytest.approx(1.5 * (0.1 - 0.4))
-    assert c["gaze_yaw"] == pytest.approx(math.radians(25) * 0.5 * (0.6 + 0.2))
-    assert c["gaze_pitch"] == pytest.approx(math.radians(20) * 0.5 * (0.5 - 0.1))
+    # the left eye looking out and the right eye looking in both look to the user's left (yaw +)
+    assert c["gaze_yaw"] == pytest.approx(math.radians(25) * 0.5 * (0.6 - 0.05 + 0.2 - 0.11))
+    assert c["gaze_pitch"] == pytest.approx(math.radians(20) * 0.5 * (0.5 + 0.3 - 0.07 - 0.1))
+    raised = retarget.face_controls({"browOuterUpRight": 1.0, "browInnerUp": 1.0})
+    assert raised["brow_right"] == 1.0 and raised["brow_left"] == pytest.approx(0.75)  # clipped at +1
+    low = retarget.face_controls({"jawOpen": -0.5, "mouthSmileLeft": -1.0})  # out-of-range scores: clipped at 0
+    assert low["mouth_open"] == 0.0 and low["smile"] == 0.0
     full = retarget.face_controls({"eyeBlinkLeft": 0.6, "jawOpen": 1.0, "browDownLeft": 1.0, "mouthSmileLeft": 1.0,
                                    "mouthSmileRight": 1.0})  # fmt: skip
     assert full["blink_left"] == 1.0 and full["mouth_open"] == 1.0 and full["brow_left"] == -1.0
