@@ -8,6 +8,7 @@ protocol and the renderer cannot tell the backends apart. Frames go through
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,8 +50,6 @@ class _Base:
         rgb = prepare_frame(frame, self.config.color_order, self.config.max_input_side)
         size = (int(np.shape(frame)[1]), int(np.shape(frame)[0]))
         if timestamp_ms is None:
-            import time
-
             timestamp_ms = time.monotonic_ns() // 1_000_000
         timestamp_ms = max(int(timestamp_ms), self._last_ms + 1)  # strictly increasing, as MediaPipe's trackers
         self._last_ms = timestamp_ms
