@@ -64,6 +64,8 @@ def test_normalise_is_wrist_relative_over_the_largest_value_and_zero_for_a_degen
     assert out[10:12].tolist() == [0.5, -1.0] and out[18:20].tolist() == [0.25, 0.25]
     assert not out[2:10].any() and not out[20:].any()  # ... except the two moved
     np.testing.assert_array_equal(F.normalise_hand_points(np.full((21, 2), 3.0)), np.zeros(42, np.float32))
+    small = F.normalise_hand_points(pts / 100.0)  # float points under 1 unit (the function is not only for pixels)
+    np.testing.assert_allclose(small, out, atol=1e-7)
     batch = F.normalise_hand_points(np.stack([pts, pts * 2]))
     assert batch.shape == (2, 42)
     np.testing.assert_allclose(batch[0], batch[1])  # scale-free
@@ -87,6 +89,8 @@ def test_sides_mirroring_and_shape_errors():
     np.testing.assert_array_equal(m[0::2], -feats[0::2])
     np.testing.assert_array_equal(m[1::2], feats[1::2])
     assert feats[2] == 2.0  # the input is untouched
+    from_ints = F.mirror_hand_features(np.arange(42))
+    assert from_ints.dtype == np.float32 and from_ints[2] == -2.0
     np.testing.assert_array_equal(F.wrist_position(lm), lm[0, :2].astype(np.float32))
     assert F.HAND_FEATURE_NAMES[:3] == ["x0", "y0", "x1"] and len(F.HAND_FEATURE_NAMES) == 42
 
@@ -127,6 +131,9 @@ def test_pose_free_landmarks_ignore_translation_rotation_and_scale():
     moved = face @ rotation(0.3, -0.2, 0.5).T * 170 + np.array([200, 300, 40])
     got = F.pose_free_face_landmarks(to_normalised(moved, size), size)
     np.testing.assert_allclose(got, want, atol=2e-5)
+    assert got.dtype == np.float32
+    tiny = face * 0.01 + np.array([320, 240, 0])  # a face 1 px wide: small, not degenerate
+    np.testing.assert_allclose(F.pose_free_face_landmarks(to_normalised(tiny, size), size), want, atol=1e-4)
     subset = F.pose_free_face_landmarks(base, size, [F.NOSE_BASE, 0])
     np.testing.assert_allclose(subset, want[[F.NOSE_BASE, 0]])
 
@@ -135,11 +142,11 @@ def test_degenerate_faces_are_value_errors():
     face = synthetic_face()
     same = face.copy()
     same[F.LEFT_EYE_OUTER] = same[F.RIGHT_EYE_OUTER]
-    with pytest.raises(ValueError, match="eye corners coincide"):
+    with pytest.raises(ValueError, match=r"^degenerate face landmarks: the eye corners coincide$"):
         F.head_frame(same)
     flat_nose = face.copy()
     flat_nose[F.NOSE_BASE] = flat_nose[F.NOSE_BRIDGE] + np.array([0.3, 0, 0])
-    with pytest.raises(ValueError, match="nose is on the eye line"):
+    with pytest.raises(ValueError, match=r"^degenerate face landmarks: the nose is on the eye line$"):
         F.head_frame(flat_nose)
 
 
@@ -168,8 +175,16 @@ def test_head_pose_decomposes_ry_rx_rz_and_divides_out_scale(yaw, pitch, roll):
     got = F.head_pose(m)
     assert got.dtype == np.float32
     np.testing.assert_allclose(got, [yaw, pitch, roll], atol=1e-4)
-    with pytest.raises(ValueError, match="degenerate facial transformation"):
+    with pytest.raises(ValueError, match=r"^degenerate facial transformation matrix$"):
         F.head_pose(np.zeros((4, 4)))
+
+
+@pytest.mark.parametrize("pitch", [90.0, -90.0])
+def test_head_pose_at_straight_up_or_down_survives_rounding_past_one(pitch):
+    m = np.eye(4)
+    m[:3, :3] = rotation(0.0, math.radians(pitch), 0.0)
+    m[1, 2] *= 1 + 1e-9  # |sin(pitch)| a hair above 1 after rounding: asin must not fail
+    assert F.head_pose(m)[1] == pytest.approx(pitch, abs=1e-3)
 
 
 def test_feature_spec_rule():
