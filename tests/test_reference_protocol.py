@@ -189,3 +189,40 @@ def test_dispatch_by_topic_and_foreign_topics_are_protocol_errors():
         decode_preview(encode_latents(message()))
     with pytest.raises(ProtocolError, match="trailing bytes"):
         decode_preview(encode_preview(PreviewMessage("p", 1, 2, b"x")) + b"\0")
+
+
+def test_every_error_names_the_problem_exactly():
+    good = encode_latents(message())
+    with pytest.raises(ValueError, match=r"^at most 255 hand blocks$"):
+        encode_latents(message(hands=[HandBlock()] * 256))
+    with pytest.raises(
+        ProtocolError, match=rf"^truncated message: need \d+ bytes at offset \d+, have {len(good) - 1}$"
+    ):
+        decode_latents(good[:-1])
+    with pytest.raises(ProtocolError, match=r"^3 trailing bytes after the message$"):
+        decode_latents(good + b"abc")
+    head = protocol._HEADER.size  # the source id follows the fixed header (docs/PROTOCOL.md)
+    bad_utf8 = good[:head] + b"\xff" + good[head + 1 :]
+    with pytest.raises(ProtocolError, match=r"^source id is not UTF-8: "):
+        decode_latents(bad_utf8)
+    with pytest.raises(protocol.ProtocolVersionError, match=r"^protocol version 9, this reader speaks \(1, 2\)$"):
+        decode_latents(good[:4] + (9).to_bytes(2, "little") + good[6:])
+    msg = message()
+    msg.face.pose = np.array([0.0, 200.0, 0.0])
+    with pytest.raises(
+        ProtocolValueError, match=r"^face pose value .*200\.0.* outside the valid range \[-180\.0, 180\.0\]$"
+    ):
+        decode_latents(encode_latents(msg))
+    msg = message(publish_ns=-5)
+    with pytest.raises(ProtocolValueError, match=r"^publish_ns -5 outside the valid range \[0, 2\*\*62\]$"):
+        decode_latents(encode_latents(msg))
+    msg = message()
+    msg.face.gaze = np.array([0.0, 0.0, 2.0, 0.0])
+    with pytest.raises(ProtocolValueError, match=r"^face gaze value .*2\.0.* outside"):
+        decode_latents(encode_latents(msg))
+    msg = message()
+    msg.hands[0].wrist = np.array([0.5, 3.0, 0.0])
+    with pytest.raises(
+        ProtocolValueError, match=r"^hand 0 wrist value .*3\.0.* outside the valid range \[-1\.0, 2\.0\]$"
+    ):
+        decode_latents(encode_latents(msg))
