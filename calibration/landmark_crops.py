@@ -35,6 +35,7 @@ HAND_PHOTO_PREFIX = "data/images/hands/"
 HAND_ROI_SCALE, HAND_ROI_SHIFT_Y = 2.0, -0.1  # HandLandmarksToRect + RectTransformation (hand_landmarker_graph)
 FACE_ROI_SCALE = 1.5  # face_landmarker_graph.cc
 FACE_EYE_CORNERS = (33, 263)  # the eye line that makes a face crop upright
+_SIDE = {name: model.side for name, model in LANDMARK_MODEL_BY_NAME.items() if model.input_range}  # image models
 
 
 @dataclass
@@ -125,7 +126,7 @@ def rotated_crop(rgb: np.ndarray, center: np.ndarray, side: float, angle: float,
     )
 
 
-def hand_crop(rgb: np.ndarray, landmarks: np.ndarray, size: int = 224) -> np.ndarray:
+def hand_crop(rgb: np.ndarray, landmarks: np.ndarray, size: int = _SIDE["hand_landmarks_detector"]) -> np.ndarray:
     """MediaPipe-style hand ROI from normalised landmarks [21, 3]: upright, 2x the landmark box."""
     h, w = rgb.shape[:2]
     pts = landmarks[:, :2] * (w, h)
@@ -141,7 +142,7 @@ def hand_crop(rgb: np.ndarray, landmarks: np.ndarray, size: int = 224) -> np.nda
     return rotated_crop(rgb, center, side, angle, size)
 
 
-def face_crop(rgb: np.ndarray, landmarks: np.ndarray, size: int = 256) -> np.ndarray:
+def face_crop(rgb: np.ndarray, landmarks: np.ndarray, size: int = _SIDE["face_landmarks_detector"]) -> np.ndarray:
     """MediaPipe-style face ROI from normalised landmarks [478, 3]: eye line level, 1.5x the landmark box."""
     h, w = rgb.shape[:2]
     pts = landmarks[:, :2] * (w, h)
@@ -180,6 +181,9 @@ def build_crops(
     def rng(name: str) -> tuple[float, float]:
         return LANDMARK_MODEL_BY_NAME[name].input_range
 
+    def whole_frame(rgb: np.ndarray, name: str) -> np.ndarray:  # a detector's input: the letterboxed frame
+        return to_range(letterbox(rgb, _SIDE[name]), rng(name))
+
     inputs: dict[str, list[np.ndarray]] = {name: [] for name in LANDMARK_MODEL_BY_NAME}
     hands = hand_images(clip_count)
     recorded = [(f"{path}#{i}", f) for path in videos for i, f in enumerate(video_frames(path, video_frames_each))]
@@ -203,11 +207,11 @@ def build_crops(
         crop = face_crop(rgb, face.landmarks)
         inputs["face_landmarks_detector"].append(to_range(crop, rng("face_landmarks_detector")))
         inputs["face_blendshapes"].append(blendshape_points(face.landmarks, face.image_size))
-        inputs["face_detector"].append(to_range(letterbox(rgb, 128), rng("face_detector")))
-        inputs["hand_detector"].append(to_range(letterbox(rgb, 192), rng("hand_detector")))  # negatives
+        inputs["face_detector"].append(whole_frame(rgb, "face_detector"))
+        inputs["hand_detector"].append(whole_frame(rgb, "hand_detector"))  # negatives
     for _, rgb in hands:
-        inputs["hand_detector"].append(to_range(letterbox(rgb, 192), rng("hand_detector")))
-        inputs["face_detector"].append(to_range(letterbox(rgb, 128), rng("face_detector")))
+        inputs["hand_detector"].append(whole_frame(rgb, "hand_detector"))
+        inputs["face_detector"].append(whole_frame(rgb, "face_detector"))
     keys = sorted({key.split("#")[0] for key, _ in hands[: len(hands) - len(recorded)]} | {p.key for p, _ in faces})
     sources = [{"asset": key, "sha256": sha256_of(resolve(key))} for key in keys]
     sources += [{"video": str(path), "sha256": sha256_of(Path(path)), "frames": video_frames_each} for path in videos]

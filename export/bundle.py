@@ -142,7 +142,7 @@ def add_landmark_onnx(root: Path, int8: bool = True, videos: Sequence[Path] = ()
         else:
             entry["fp32_only"] = model.fp32_only_why if int8 else "bundle built without INT8 landmark models"
         models[model.name] = entry
-    return {"models": models, "geometry": f"landmarks/{landmark_models.GEOMETRY}"}
+    return {"models": models, "geometry": f"landmarks/{landmark_models.GEOMETRY_FILE}"}
 
 
 def config_text(version: str, models: list[str], landmark_onnx: dict | None = None) -> str:

@@ -43,7 +43,6 @@ OPSET = 17
 CONVERT_PYTHON_ENV = "LATENTCAST_CONVERT_PYTHON"  # a python with requirements/convert.txt (default .venv-convert)
 REPO = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).with_name("landmark_convert_worker.py")
-GEOMETRY = GEOMETRY_FILE  # canonical face for the transformation matrix
 REPORT = "landmark_models.json"
 REVISION = 1  # bump when the conversion itself changes: the cache key includes it
 TASK_KEYS = {"face": FACE_MODEL_KEY, "hand": HAND_MODEL_KEY}
@@ -99,7 +98,7 @@ def extract(tasks: dict[str, Path], dest: Path) -> dict[str, Path]:
     """Unzip the expected members of each .task into `dest`; {member stem: path}. A missing member is a UserError."""
     out = {}
     wanted = {task: [m.member for m in MODELS if m.task == task] for task in TASK_KEYS}
-    wanted["face"].append(GEOMETRY)
+    wanted["face"].append(GEOMETRY_FILE)
     for task, path in tasks.items():
         if not path.is_file():
             raise UserError(f"{path} does not exist: give the MediaPipe {task}_landmarker.task")
@@ -117,7 +116,7 @@ def extract(tasks: dict[str, Path], dest: Path) -> dict[str, Path]:
                     )
                 target = dest / member
                 target.write_bytes(archive.read(member))
-                out[Path(member).stem if member != GEOMETRY else "geometry"] = target
+                out[Path(member).stem if member != GEOMETRY_FILE else "geometry"] = target
     return out
 
 
@@ -210,7 +209,7 @@ def convert(out_dir: str | Path, face_task: str | Path | None = None, hand_task:
         (Path(scratch) / "job.json").write_text(json.dumps(job))
         _worker(["convert", "--job", str(Path(scratch) / "job.json")])
         versions = json.loads(Path(job["versions_out"]).read_text())
-        shutil.copyfile(members["geometry"], out / GEOMETRY)
+        shutil.copyfile(members["geometry"], out / GEOMETRY_FILE)
     models = {}
     for m in MODELS:
         _set_batch(out / m.onnx_name, m)
@@ -229,7 +228,7 @@ def convert(out_dir: str | Path, face_task: str | Path | None = None, hand_task:
         "revision": REVISION,
         "tasks": {task: {"file": path.name, "sha256": sha256_of(path)} for task, path in tasks.items()},
         "tools": versions,
-        "geometry": {"file": GEOMETRY, "sha256": sha256_of(out / GEOMETRY)},
+        "geometry": {"file": GEOMETRY_FILE, "sha256": sha256_of(out / GEOMETRY_FILE)},
         "models": models,
     }
     (out / REPORT).write_text(json.dumps(report, indent=2) + "\n")
@@ -410,7 +409,7 @@ def cache_key(tasks: dict[str, Path]) -> str:
 
 def model_files(folder: Path) -> dict[str, Path]:
     """{model name: ONNX path, "geometry": .binarypb} of a converted folder."""
-    return {**{m.name: folder / m.onnx_name for m in MODELS}, "geometry": folder / GEOMETRY}
+    return {**{m.name: folder / m.onnx_name for m in MODELS}, "geometry": folder / GEOMETRY_FILE}
 
 
 def _cached(folder: Path, make) -> Path:
@@ -493,7 +492,7 @@ def export_landmarks(
 def shipped_files(int8: bool = True) -> list[str]:
     """File names `ensure_landmark_export` makes (and a bundle's landmarks/ folder holds beside the .task files)."""
     names = [m.onnx_name for m in MODELS] + [m.int8_name for m in MODELS if int8 and m.int8_method]
-    return sorted([*names, GEOMETRY, REPORT, PARITY])
+    return sorted([*names, GEOMETRY_FILE, REPORT, PARITY])
 
 
 def ensure_landmark_export(
@@ -546,7 +545,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         batched = entry.get("batch2_vs_batch1_max_abs")
         extra = f", batch 2 vs 1 max abs {batched:.1e}" if batched is not None else ""
         print(f"{name}: {shapes}{extra}")
-    print(f"wrote {args.out}/ ({len(report['models'])} ONNX models, {GEOMETRY}, {REPORT})")
+    print(f"wrote {args.out}/ ({len(report['models'])} ONNX models, {GEOMETRY_FILE}, {REPORT})")
     return 0
 
 

@@ -35,6 +35,11 @@ class LandmarkModel:
     dynamic_batch: bool = False  # True: ONNX batch axis "batch" (both hands in one call), else fixed 1
 
     @property
+    def side(self) -> int:
+        """The square input's side in pixels (image models)."""
+        return self.input_shape[0]
+
+    @property
     def member(self) -> str:
         return f"{self.name}.tflite"
 

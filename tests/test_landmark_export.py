@@ -283,7 +283,7 @@ def test_convert_cli_writes_every_model_and_its_report(tmp_path, capsys):
     report = json.loads((tmp_path / lm.REPORT).read_text())
     assert report["tools"]["tf2onnx"] == "1.17.0" and report["tools"]["opset"] == lm.OPSET
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        [m.onnx_name for m in lm.MODELS] + [lm.GEOMETRY, lm.REPORT]
+        [m.onnx_name for m in lm.MODELS] + [lm.GEOMETRY_FILE, lm.REPORT]
     )
 
 

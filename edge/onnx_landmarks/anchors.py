@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from latentcast.landmark_models import LANDMARK_MODEL_BY_NAME
+
 
 @dataclass(frozen=True)
 class AnchorOptions:
@@ -41,12 +43,14 @@ class DecodeOptions:
     min_suppression_threshold: float = 0.3
 
 
-# palm_detection (hand_detector.tflite): 192x192, 2016 boxes, 7 keypoints.
-PALM_ANCHORS = AnchorOptions(input_size=192, strides=(8, 16, 16, 16))
-PALM_DECODE = DecodeOptions(num_boxes=2016, num_keypoints=7, scale=192.0, min_suppression_threshold=0.3)
-# face_detection_short_range (face_detector.tflite): 128x128, 896 boxes, 6 keypoints.
-FACE_ANCHORS = AnchorOptions(input_size=128, strides=(8, 16, 16, 16))
-FACE_DECODE = DecodeOptions(num_boxes=896, num_keypoints=6, scale=128.0, min_suppression_threshold=0.5)
+# palm_detection (hand_detector.tflite): 192x192 (the shared table), 2016 boxes, 7 keypoints.
+_PALM_SIDE = LANDMARK_MODEL_BY_NAME["hand_detector"].side
+PALM_ANCHORS = AnchorOptions(input_size=_PALM_SIDE, strides=(8, 16, 16, 16))
+PALM_DECODE = DecodeOptions(num_boxes=2016, num_keypoints=7, scale=float(_PALM_SIDE), min_suppression_threshold=0.3)
+# face_detection_short_range (face_detector.tflite): 128x128 (the shared table), 896 boxes, 6 keypoints.
+_FACE_SIDE = LANDMARK_MODEL_BY_NAME["face_detector"].side
+FACE_ANCHORS = AnchorOptions(input_size=_FACE_SIDE, strides=(8, 16, 16, 16))
+FACE_DECODE = DecodeOptions(num_boxes=896, num_keypoints=6, scale=float(_FACE_SIDE), min_suppression_threshold=0.5)
 
 
 def _scale(min_scale: float, max_scale: float, index: int, count: int) -> float:

@@ -258,7 +258,7 @@ def open_model(
 
 def input_size(name: str) -> int:
     """The square input side of an image model (latentcast.landmark_models, the one table)."""
-    return LANDMARK_MODEL_BY_NAME[name].input_shape[0]
+    return LANDMARK_MODEL_BY_NAME[name].side
 
 
 def input_tensor(pixels: np.ndarray, name: str) -> np.ndarray:
