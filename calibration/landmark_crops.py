@@ -175,7 +175,7 @@ def build_crops(
 ) -> LandmarkCrops:
     """Real inputs for every landmark model from the clip, the hand photos and the face photos, plus
     `video_frames_each` frames of each of the user's own recordings in `videos` (hands and faces)."""
-    from aae import landmark_data
+    from aae import face_data
     from edge.landmarks import FaceTracker, HandTracker, LandmarkerConfig
 
     def rng(name: str) -> tuple[float, float]:
@@ -201,7 +201,7 @@ def build_crops(
                 if hand.present:
                     crop = hand_crop(rgb, hand.landmarks)
                     inputs["hand_landmarks_detector"].append(to_range(crop, rng("hand_landmarks_detector")))
-    faces = landmark_data.load_faces(landmark_data.face_photos()[:face_photo_limit])
+    faces = face_data.load_faces(face_data.face_photos()[:face_photo_limit])
     for photo, face in faces:
         rgb = read_rgb(photo.key)
         crop = face_crop(rgb, face.landmarks)

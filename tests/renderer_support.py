@@ -68,7 +68,7 @@ def hand_class_shapes() -> tuple[list[str], np.ndarray]:
     Typical = the row whose finger curls are closest to the class's median curls (a coordinate-wise
     median would average left and right hands into no hand at all).
     """
-    from aae.landmark_data import load_hand_set
+    from aae.hand_data import load_hand_set
     from renderer.retarget import finger_curls
 
     data = load_hand_set("baron105")

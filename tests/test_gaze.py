@@ -5,15 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from aae import landmark_data
+from aae import face_data
 from latentcast.gaze import GAZE_LIMIT, LEFT_IRIS_CENTER, RIGHT_IRIS_CENTER, eye_gaze
 
 
 @pytest.fixture(scope="module")
 def faces():
-    """Real London-set faces looking into the camera (MediaPipe output, cached by landmark_data)."""
-    keys = [f"data/face_expressions/london_set/neutral/{i}_03.jpg" for i in landmark_data.LONDON_IDS]
-    found = [landmark_data.face_from_asset(key) for key in keys]
+    """Real London-set faces looking into the camera (MediaPipe output, cached by aae.face_data)."""
+    keys = [f"data/face_expressions/london_set/neutral/{i}_03.jpg" for i in face_data.LONDON_IDS]
+    found = [face_data.face_from_asset(key) for key in keys]
     assert all(f is not None for f in found)
     return found
 
@@ -44,7 +44,7 @@ def test_moving_the_irises_turns_the_gaze_the_documented_way(faces):
 def test_extreme_or_missing_iris_landmarks():
     rng = np.random.default_rng(0)
     assert eye_gaze(rng.random((468, 3)), (640, 480)) is None  # a mesh without irises
-    face = landmark_data.face_from_asset("data/face_expressions/london_set/neutral/004_03.jpg")
+    face = face_data.face_from_asset("data/face_expressions/london_set/neutral/004_03.jpg")
     far = face.landmarks.copy()
     far[LEFT_IRIS_CENTER, 0] += 0.5  # far outside the eye: clipped to the asin range, never NaN
     gaze = eye_gaze(far, face.image_size)

@@ -40,7 +40,7 @@ def message(decoders, seq, hand: str, face: str, tracked=True) -> LatentMessage:
 
 
 def test_finger_curls_separate_open_palms_from_fists_on_real_hands():
-    from aae.landmark_data import load_hand_set
+    from aae.hand_data import load_hand_set
 
     data = load_hand_set("baron105")
     open_palm = retarget.finger_curls(data.x[data.y == data.classes.index("open_palm")])
