@@ -2,6 +2,7 @@
 
     python -m edge.record record 0 -o me.npz                 # camera 0 (or v4l2:///dev/video0, csi://0)
     python -m edge.record record file://clip.mp4 -o me.npz   # a video file
+    python -m edge.record record 0 -o me.npz --config edge.toml   # landmarks as that edge config sets them
     python -m edge.record sheet me.npz -o me.png             # thumbnails with their frame numbers
     python -m edge.record label me.npz --frames 10-40,55 --label smile            # face labels
     python -m edge.record label me.npz --frames 100-130 --label open_palm --part hand
@@ -9,8 +10,9 @@
 
 The file format (fields, atomic save, load, the feature-spec policy) is `latentcast.session`;
 labelling and the contact sheet are `edge.session_tools`. The recorder reads frames through the edge's own
-`Capture` and detects with the loop's `ConcurrentDetector`, so a session sees exactly what the
-device sees. The session is saved every `--autosave-s` seconds, at the end, and on Ctrl-C / SIGTERM.
+`Capture` and detects with the loop's `ConcurrentDetector` around the landmark stage `edge.run` builds
+(`build_landmark_stage`: the `[landmarks]` backend, onnx or mediapipe), so a session sees exactly what
+the device sees. The session is saved every `--autosave-s` seconds, at the end, and on Ctrl-C / SIGTERM.
 No torch here: this runs on the device too.
 """
 
@@ -27,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.landmarks import FaceObservation, HandObservation
+from edge.landmarks import FaceObservation, HandObservation, LandmarkerConfig
 from edge.session_tools import contact_sheet, describe, label
 from latentcast import features as F
 from latentcast.errors import UserError, run_cli
@@ -156,17 +158,19 @@ def record(
     autosave_s: float = 60.0,
     progress: bool = True,
     force: bool = False,
+    landmarks: LandmarkerConfig | None = None,
 ) -> Path:
     """Record `source` (camera index, v4l2://, csi://, file://, a video or image path) into `output`.
 
     pace "fast" processes every frame of a file as fast as possible; "native" reads a file at its
     own rate like a camera (frames the trackers cannot keep up with are skipped, as on the device).
     Returns the saved path; a Ctrl-C or SIGTERM stops early and still saves what was recorded. An
-    existing `output` is refused unless `force` (it would be replaced, not appended to).
+    existing `output` is refused unless `force` (it would be replaced, not appended to). `landmarks`:
+    the edge config's `[landmarks]` section (backend, models); None: its defaults, as `edge.run`.
     """
     from edge.capture import Capture, SourceSettings, open_reader
     from edge.loop import ConcurrentDetector
-    from edge.stages import MediaPipeStage
+    from edge.onnx_landmarks.stage import build_landmark_stage
 
     if not face and not hands:
         raise UserError("nothing to record: enable the face, the hands or both")
@@ -179,7 +183,7 @@ def record(
         raise UserError(f"session {output} already exists: choose another -o, or pass --force to replace it")
     reader = open_reader(source, SourceSettings(uri=source, pace=pace))
     buffer = SessionBuffer(source, max_hands, thumb_every, thumb_height)
-    stage = MediaPipeStage(face=face, hands=hands, mode="video", max_hands=max_hands)
+    stage = build_landmark_stage(face, hands, landmarks, mode="video", max_hands=max_hands)
     detect = ConcurrentDetector(stage)
     capture = Capture(reader, pace)
     total = _frame_count(source) if not reader.live else None
@@ -240,6 +244,13 @@ def record(
     return saved
 
 
+def _landmarks_config(path: str | None, backend: str | None) -> LandmarkerConfig:
+    """The `[landmarks]` section edge.run would use with this config file (and --backend on top)."""
+    from edge.config import load_config
+
+    return load_config(path, {"landmarks.backend": backend} if backend else None).landmarks
+
+
 def _in_main_thread() -> bool:
     import threading
 
@@ -270,6 +281,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     rec.add_argument("--autosave-s", type=float, default=60.0, help="save the session this often (0: only at the end)")
     rec.add_argument("--no-progress", action="store_true")
     rec.add_argument("--force", action="store_true", help="replace an existing session file")
+    rec.add_argument("--config", help="edge TOML config: its [landmarks] section (backend, models) as edge.run uses it")
+    rec.add_argument("--backend", choices=["onnx", "mediapipe"], help="landmark backend (default: the config's)")
 
     lab = sub.add_parser("label", help="label frames of a session (face or hand)")
     lab.add_argument("session")
@@ -305,6 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             autosave_s=args.autosave_s,
             progress=not args.no_progress,
             force=args.force,
+            landmarks=_landmarks_config(args.config, args.backend),
         )
         print(describe(load_session(saved)))
     elif args.command == "label":

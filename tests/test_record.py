@@ -1,4 +1,4 @@
-"""edge.record: record real sessions (hand clip, face photo) with real MediaPipe, label, sheet, interrupt.
+"""edge.record: record real sessions (hand clip, face photo) with the edge's real landmark stage, label, sheet.
 
 The CLI runs in real subprocesses, so exit codes, signals and the atomic file writes are the
 ones a user gets.
@@ -202,3 +202,18 @@ def test_parse_frames():
 def test_record_module_does_not_import_torch():
     code = "import sys, edge.record; assert 'torch' not in sys.modules, 'edge.record pulled in torch'"
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+
+
+def test_recording_uses_the_edge_configs_landmark_backend(tmp_path):
+    """The recorder builds its landmarks like edge.run: the config's [landmarks] section is honoured."""
+    photo = str(resolve("data/images/faces/sergey.png"))
+    empty = tmp_path / "no_models"
+    empty.mkdir()
+    config = tmp_path / "edge.toml"
+    config.write_text(f'[landmarks]\nbackend = "onnx"\nonnx_dir = "{empty}"\n')
+    refused = cli("record", photo, "-o", str(tmp_path / "x.npz"), "--config", str(config), "--no-hands", check=False)
+    assert refused.returncode == 2 and "onnx_dir" in refused.stderr and "Traceback" not in refused.stderr
+    assert not (tmp_path / "x.npz").exists()
+    ok = tmp_path / "mp.npz"
+    cli("record", photo, "-o", str(ok), "--config", str(config), "--backend", "mediapipe", "--no-hands")
+    assert load_session(ok).arrays["face_present"].all()
