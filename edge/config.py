@@ -5,7 +5,8 @@ default nobody chose. Each `[section]` IS the dataclass its component takes (LeR
 every knob has exactly one default, in that dataclass:
 
     [source]     edge.capture.SourceSettings        [landmarks]  edge.landmarks.LandmarkerConfig
-    [filter]     edge.filters.OneEuroParams          [bundle] [parts] [stream] [curve]  below
+    [filter]     edge.filters.OneEuroParams          [labels]     latentcast.hysteresis.HysteresisConfig
+    [bundle] [parts] [stream] [curve]  below
 
 A knob is a field whose default is not None (None-valued fields, such as the landmark model paths,
 are set by code, e.g. from the bundle). `edge/default.toml` documents every knob with its default
@@ -27,6 +28,7 @@ from edge.capture import SourceSettings
 from edge.filters import OneEuroParams
 from edge.landmarks import LandmarkerConfig
 from latentcast.errors import UserError
+from latentcast.hysteresis import HysteresisConfig
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -84,6 +86,7 @@ class EdgeConfig:
     landmarks: LandmarkerConfig = field(default_factory=LandmarkerConfig)
     stream: StreamConfig = field(default_factory=StreamConfig)
     filter: OneEuroParams = field(default_factory=OneEuroParams)
+    labels: HysteresisConfig = field(default_factory=HysteresisConfig)
     curve: CurveConfig = field(default_factory=CurveConfig)
     path: str | None = field(default=None)  # the file it came from, for messages
 
@@ -169,6 +172,10 @@ _RULES = [  # (key, test on the type-checked value, what it must be)
     ("filter.min_cutoff", lambda v: v > 0, "a number > 0"),
     ("filter.beta", lambda v: v >= 0, "a number >= 0"),
     ("filter.d_cutoff", lambda v: v > 0, "a number > 0"),
+    ("labels.dwell_frames", lambda v: v >= 1, "an integer >= 1"),
+    ("labels.hold_frames", lambda v: v >= 1, "an integer >= 1"),
+    ("labels.leave_margin", lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    ("labels.recon_leave", lambda v: v >= 1, "a number >= 1"),
 ]
 
 
@@ -177,6 +184,8 @@ def _validate_ranges(values: dict[str, dict[str, Any]]) -> None:
         section, name = key.split(".")
         if name in values[section] and not ok(values[section][name]):
             raise _fail(key, want, values[section][name])
+    if values["labels"]["hold_frames"] < values["labels"]["dwell_frames"]:
+        raise _fail("labels.hold_frames", "at least labels.dwell_frames", values["labels"]["hold_frames"])
     if not (values["parts"]["face"] or values["parts"]["hands"]):
         raise UserError("config: parts.face and parts.hands are both false: enable at least one")
 

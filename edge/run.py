@@ -110,6 +110,7 @@ def build(cfg: EdgeConfig, stack: ExitStack, keep_timings: bool = False, status:
         publisher,
         encoders=encoders,
         filter_params=cfg.filter if cfg.filter.enabled else None,
+        labels=cfg.labels,
         source_id=cfg.stream.source_id,
         max_hands=cfg.landmarks.max_hands,
         preview=preview,

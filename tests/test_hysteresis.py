@@ -87,3 +87,18 @@ def test_bad_config_is_refused():
         HysteresisConfig(recon_leave=0.5)
     with pytest.raises(ValueError, match="hold_frames"):
         HysteresisConfig(dwell_frames=3, hold_frames=2)
+
+
+def test_the_edge_config_labels_section_is_this_dataclass_and_checks_its_values(tmp_path):
+    from edge.config import load_config
+    from latentcast.errors import UserError
+
+    assert load_config().labels == HysteresisConfig()  # one default per knob
+    cfg = load_config(overrides={"labels.dwell_frames": 3, "labels.hold_frames": 6})
+    assert (cfg.labels.dwell_frames, cfg.labels.hold_frames) == (3, 6)
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[labels]\ndwell_frames = 3\nhold_frames = 2\n")
+    with pytest.raises(UserError, match="labels.hold_frames must be at least labels.dwell_frames"):
+        load_config(bad)
+    with pytest.raises(UserError, match="labels.leave_margin"):
+        load_config(overrides={"labels.leave_margin": 1.5})
