@@ -98,7 +98,7 @@ def test_the_edge_config_labels_section_is_this_dataclass_and_checks_its_values(
     assert (cfg.labels.dwell_frames, cfg.labels.hold_frames) == (3, 6)
     bad = tmp_path / "bad.toml"
     bad.write_text("[labels]\ndwell_frames = 3\nhold_frames = 2\n")
-    with pytest.raises(UserError, match="labels.hold_frames must be at least labels.dwell_frames"):
+    with pytest.raises(UserError, match=r"labels\.hold_frames must be at least labels\.dwell_frames"):
         load_config(bad)
-    with pytest.raises(UserError, match="labels.leave_margin"):
+    with pytest.raises(UserError, match=r"labels\.leave_margin"):
         load_config(overrides={"labels.leave_margin": 1.5})
