@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from polling import wait_until
 
 from firmware_bridge.mapping import ChannelMap, SlewLimiter, load_mapping, param_getter, parse_mapping
 from firmware_bridge.output import FirmwareOutput, ParamsTap
@@ -23,15 +24,6 @@ from latentcast.errors import UserError
 from renderer.params import CharacterParams, FaceParams
 
 PUPPET = Path(__file__).resolve().parents[1] / "firmware_bridge" / "puppet.toml"
-
-
-def wait_until(cond, timeout: float = 3.0, step: float = 0.01) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(step)
-    return cond()
 
 
 def base_doc() -> dict:

@@ -14,20 +14,12 @@ import time
 import tty
 
 import pytest
+from polling import wait_until
 
 from firmware_bridge.link import LinkConfig, SerialLink, parse_serial_uri
 from firmware_bridge.protocol import Ack, Actuators, Config, Deframer, Heartbeat, Led, encode_frame, q16
 from firmware_bridge.sim import Simulator, build_host_tools
 from latentcast.errors import UserError
-
-
-def wait_until(cond, timeout: float = 3.0, step: float = 0.01) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(step)
-    return cond()
 
 
 @pytest.fixture(scope="module")
