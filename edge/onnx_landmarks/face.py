@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge.onnx_landmarks.anchors import FACE_ANCHORS, FACE_DECODE, decode, generate_anchors, weighted_nms
+from edge.onnx_landmarks.anchors import FACE_ANCHORS, FACE_DECODE
+from edge.onnx_landmarks.detector import SsdDetector
 from edge.onnx_landmarks.models import ModelSession, input_size, input_tensor
 from edge.onnx_landmarks.roi import (
     FACE_DETECTION_TO_ROI,
@@ -23,9 +24,7 @@ from edge.onnx_landmarks.roi import (
     Roi,
     crop,
     face_rect_from_landmarks,
-    letterbox_roi,
     project_landmarks,
-    project_points,
     rect_from_detection,
     transform_rect,
 )
@@ -37,39 +36,17 @@ FACE_LANDMARKS = 478
 BLENDSHAPE_SUBSET = np.array(_SUBSET, np.int64)
 
 
-class FaceDetector:
+class FaceDetector(SsdDetector):
     """Whole frame -> face ROIs for the landmark model, best first."""
 
     def __init__(self, session: ModelSession, min_score: float = 0.5) -> None:
-        self.session, self.min_score = session, min_score
-        self.size = input_size("face_detector")
-        if self.size != FACE_ANCHORS.input_size:
-            raise AssertionError("face detector input does not match its anchor layout")
-        self.anchors = generate_anchors(FACE_ANCHORS)
-        if self.anchors.shape[0] != FACE_DECODE.num_boxes:
-            raise AssertionError("face anchors do not match the model's box count")
+        super().__init__(session, "face_detector", FACE_ANCHORS, FACE_DECODE, min_score)
 
     def __call__(self, rgb: np.ndarray, max_faces: int) -> list[Roi]:
-        height, width = rgb.shape[:2]
-        box = letterbox_roi(width, height)
-        tensor = input_tensor(crop(rgb, box, self.size, self.size, border_zero=True), "face_detector")
-        raw_boxes, raw_scores = _by_size(self.session.run(tensor[None]))
-        found = weighted_nms(
-            decode(raw_boxes[0], raw_scores[0], self.anchors, FACE_DECODE, self.min_score),
-            FACE_DECODE.min_suppression_threshold,
-        )
-        rois = []
-        for det in found[:max_faces]:
-            corner = project_points(det.box[None, :2], box)[0]
-            box_px = np.array([corner[0], corner[1], det.box[2] * box.width, det.box[3] * box.height])
-            face = rect_from_detection(box_px, project_points(det.keypoints, box), 0, 1, 0.0)
-            rois.append(transform_rect(face, **FACE_DETECTION_TO_ROI))
-        return rois
-
-
-def _by_size(outputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """(regressors [1, N, 16], classificators [1, N, 1]) whatever order the converter wrote them in."""
-    return tuple(sorted(outputs, key=lambda o: -o.shape[-1]))  # type: ignore[return-value]
+        return [
+            transform_rect(rect_from_detection(box_px, keypoints, 0, 1, 0.0), **FACE_DETECTION_TO_ROI)
+            for box_px, keypoints in self.detect(rgb, max_faces)
+        ]
 
 
 @dataclass

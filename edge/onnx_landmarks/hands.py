@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge.onnx_landmarks.anchors import PALM_ANCHORS, PALM_DECODE, decode, generate_anchors, weighted_nms
+from edge.onnx_landmarks.anchors import PALM_ANCHORS, PALM_DECODE
+from edge.onnx_landmarks.detector import SsdDetector
 from edge.onnx_landmarks.models import ModelSession, input_size, input_tensor
 from edge.onnx_landmarks.roi import (
     HAND_NEXT_FRAME,
@@ -23,9 +24,7 @@ from edge.onnx_landmarks.roi import (
     Roi,
     crop,
     hand_rect_from_landmarks,
-    letterbox_roi,
     project_landmarks,
-    project_points,
     rect_from_detection,
     transform_rect,
 )
@@ -39,35 +38,17 @@ _NORMALIZE_Z = 0.4  # kLandmarksNormalizeZ
 PALM_TARGET_ANGLE = 90.0
 
 
-class PalmDetector:
+class PalmDetector(SsdDetector):
     """Whole frame -> hand ROIs (rects around whole hands), best first."""
 
     def __init__(self, session: ModelSession, min_score: float = 0.5) -> None:
-        self.session, self.min_score = session, min_score
-        self.size = input_size("hand_detector")
-        if self.size != PALM_ANCHORS.input_size:
-            raise AssertionError("palm detector input does not match its anchor layout")
-        self.anchors = generate_anchors(PALM_ANCHORS)
-        if self.anchors.shape[0] != PALM_DECODE.num_boxes:
-            raise AssertionError("palm anchors do not match the model's box count")
+        super().__init__(session, "hand_detector", PALM_ANCHORS, PALM_DECODE, min_score)
 
     def __call__(self, rgb: np.ndarray, max_hands: int) -> list[Roi]:
-        height, width = rgb.shape[:2]
-        box = letterbox_roi(width, height)
-        tensor = input_tensor(crop(rgb, box, self.size, self.size, border_zero=True), "hand_detector")
-        raw_boxes, raw_scores = self.session.run(tensor[None])
-        found = weighted_nms(
-            decode(raw_boxes[0], raw_scores[0], self.anchors, PALM_DECODE, self.min_score),
-            PALM_DECODE.min_suppression_threshold,
-        )
-        rois = []
-        for det in found[:max_hands]:
-            corner = project_points(det.box[None, :2], box)[0]
-            box_px = np.array([corner[0], corner[1], det.box[2] * box.width, det.box[3] * box.height])
-            keypoints = project_points(det.keypoints, box)
-            palm = rect_from_detection(box_px, keypoints, 0, 2, PALM_TARGET_ANGLE)
-            rois.append(transform_rect(palm, **PALM_TO_HAND))
-        return rois
+        return [
+            transform_rect(rect_from_detection(box_px, keypoints, 0, 2, PALM_TARGET_ANGLE), **PALM_TO_HAND)
+            for box_px, keypoints in self.detect(rgb, max_hands)
+        ]
 
 
 @dataclass
