@@ -241,3 +241,72 @@ def test_a_rule_without_a_reconstruction_half_gives_the_confidence_threshold_all
     assert back.max_recon_error is None
     block = {"temperature": 1.0, "min_confidence": 0.5, "max_recon_error": None}
     assert open_set.rule_from_block(block, need_recon=True).max_recon_error is None
+
+
+def test_temperature_scaling_is_stable_at_low_temperature_row_by_row():
+    """softmax(log p / T) subtracts each row's own max: a flat 100-class row at T = 0.05 (logits -92 in
+    float32, where exp underflows below about -103 if shifted the wrong way) stays uniform beside a peaked row."""
+    flat = np.full(100, 0.01, np.float32)
+    peaked = np.full(100, 0.5 / 99, np.float32)
+    peaked[3] = 0.5
+    out = open_set.apply_temperature(np.stack([flat, peaked]), 0.05)
+    assert np.isfinite(out).all()
+    np.testing.assert_allclose(out[0], 0.01, rtol=1e-5)
+    assert out[1, 3] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_smoothed_nll_by_hand():
+    log_p = np.log(np.array([[0.7, 0.1, 0.1, 0.1], [0.2, 0.5, 0.2, 0.1]]))
+    labels = np.array([0, 1])
+    s = 0.1
+    # per row: (1 - s) * log p[true] + s * mean of log p over the k - 1 = 3 other classes
+    rows = [0.9 * np.log(0.7) + 0.1 * np.log(0.1), 0.9 * np.log(0.5) + 0.1 * (2 * np.log(0.2) + np.log(0.1)) / 3]
+    assert open_set._smoothed_nll(log_p, labels, s) == pytest.approx(-np.mean(rows), rel=1e-12)
+    assert open_set._smoothed_nll(log_p[:, :1], np.array([0, 0]), s) == pytest.approx(-0.9 * np.mean(log_p[:, 0]))
+
+
+def test_the_default_label_smoothing_is_laplaces_rule():
+    # rows that are all right: the smoothing alone sets where the minimum lies, so n + 1 vs n + 2 shows
+    rng = np.random.default_rng(6)
+    labels = rng.integers(0, 4, 20)
+    logits = rng.normal(0, 1, (20, 4))
+    logits[np.arange(20), labels] = logits.max(axis=1) + rng.uniform(0.5, 3.0, 20)
+    probs = (np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)).astype(np.float32)
+    laplace = open_set.fit_temperature(probs, labels, smoothing=1.0 / (20 + 2))
+    assert open_set.fit_temperature(probs, labels) == laplace
+    for other in (1.0 / 21, 1.0 / 23, 2.0 / 22):
+        assert open_set.fit_temperature(probs, labels, smoothing=other) != laplace
+
+
+def test_ece_uses_ten_equal_bins_by_default():
+    # 0.71 (right) and 0.79 (wrong) share the bin (0.7, 0.8]: |0.5 - 0.75| = 0.25; any other binning splits them
+    probs = np.array([[0.29, 0.71], [0.79, 0.21]])
+    labels = np.array([1, 1])
+    assert open_set.expected_calibration_error(probs, labels) == pytest.approx(0.25)
+    assert open_set.expected_calibration_error(probs, labels, bins=20) == pytest.approx(0.5 * 0.29 + 0.5 * 0.79)
+
+
+def test_the_card_block_and_the_small_helpers():
+    rule = OpenSetRule(1.5, 0.4, 0.03, 0.95)
+    block = rule.to_dict()
+    assert block == {"temperature": 1.5, "min_confidence": 0.4, "max_recon_error": 0.03, "keep": 0.95,
+                     "rule": OpenSetRule.__doc__.strip(), "unknown_label": -1, "arithmetic": "float32"}  # fmt: skip
+    back = OpenSetRule.from_dict(block)
+    assert back == rule
+    assert np.isnan(open_set.unknown_rate(np.array([], np.int64)))
+    assert open_set.unknown_rate(np.array([UNKNOWN, 0, UNKNOWN, 2])) == 0.5
+
+
+def test_exactly_min_fit_rows_are_enough():
+    probs, labels, err = _rows(400, seed=11)
+    n = open_set.MIN_FIT_ROWS
+    for start in range(0, 400 - n, n):  # the first window of n rows whose fit is not degenerate
+        try:
+            rule = open_set.fit_rule(probs[start : start + n], labels[start : start + n], err[start : start + n])
+        except open_set.OpenSetFitError as exc:
+            assert "at least" not in str(exc)  # never refused for its row count
+            continue
+        assert rule.keep == 0.95
+        break
+    else:
+        pytest.fail("no window of MIN_FIT_ROWS rows could be fitted")
