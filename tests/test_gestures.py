@@ -171,3 +171,55 @@ def test_training_benchmark_and_calibration_share_one_hand_test_split():
     assert len(train) + len(val) == len(pool) and len(test) == pytest.approx(0.2 * len(data), abs=len(data.classes))
     pool_rows = {row.tobytes() for row in pool.x}
     assert {row.tobytes() for row in train.x} <= pool_rows and {row.tobytes() for row in val.x} <= pool_rows
+
+
+def _row_set(x: np.ndarray) -> set[bytes]:
+    return {row.tobytes() for row in np.asarray(x, np.float32)}
+
+
+def test_kinivi_fit_and_eval_halves_are_disjoint_and_cover_kinivi():
+    """One function defines the halves; per sign the first half (recording order) fits, the rest scores."""
+    classes = hand_data.load_hand_set("baron105").classes
+    fit, evaluation = hand_data.kinivi_halves(classes)
+    everything = hand_data.load_kinivi_as_baron(classes)
+    assert len(fit) + len(evaluation) == len(everything)
+    assert not _row_set(fit.x) & _row_set(evaluation.x)
+    for c in np.unique(everything.y):
+        assert abs(int((fit.y == c).sum()) - int((evaluation.y == c).sum())) <= 1
+    again, _ = hand_data.kinivi_halves(classes)
+    np.testing.assert_array_equal(again.x, fit.x)  # fixed, not drawn anew
+
+
+def test_model_rule_is_fitted_on_the_fit_half_and_scored_on_the_eval_half(quick_model):
+    _, card, arrays = quick_model
+    fit, evaluation = hand_data.kinivi_halves(card["classes"])
+    assert "kinivi fit half" in card["open_set"]["fitted_on"]
+    assert card["open_set"]["fit_rows"] == card["data"]["validation_rows"] + len(fit)
+    assert card["metrics"]["kinivi_rows"] == len(evaluation) == card["data"]["kinivi_eval_rows"]
+    np.testing.assert_array_equal(arrays["kinivi_y"], evaluation.y)
+
+
+def test_benchmarks_score_only_the_kinivi_eval_half():
+    """label_stability's kinivi clip and gesture_quality's kinivi rows never contain a fit-half row."""
+    import argparse
+    import importlib.util
+    from pathlib import Path
+
+    def load(name: str):
+        path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    classes = hand_data.load_hand_set("baron105").classes
+    fit, evaluation = hand_data.kinivi_halves(classes)
+    stability = load("label_stability")
+    args = argparse.Namespace(segment=40, seed=0, csv_fps=25.0)
+    clip = np.stack(stability.csv_clips(args, classes)["kinivi_changes"]["frames"])
+    rows = _row_set(clip)
+    assert rows <= _row_set(evaluation.x) and not rows & _row_set(fit.x)
+    tuning = np.stack(stability.fit_clips(args, classes)["kinivi_fit_half"]["frames"])
+    assert not _row_set(tuning) & _row_set(evaluation.x)
+    source = Path(load("gesture_quality").__file__).read_text()
+    assert "load_kinivi_as_baron" not in source and "kinivi_halves" in source
