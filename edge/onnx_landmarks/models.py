@@ -1,8 +1,9 @@
 """onnxruntime sessions for the converted landmark models, sized for a small device.
 
 Why these choices:
-- Providers TensorRT, CUDA, CPU in that order, keeping those this onnxruntime build has. A provider
-  asked for but missing is dropped with one logged line (the loop must still start on a CPU box).
+- Providers TensorRT, CUDA, CPU in that order, keeping those this onnxruntime build has (the names
+  and order are `latentcast.inference`'s, shared with the encoders). A provider asked for but missing
+  is dropped with one logged line (the loop must still start on a CPU box).
   Where `export.tensorrt` built an engine beside the ONNX file and `tensorrt` imports (Jetson),
   the native TensorRT runner is used instead.
 - Threads are set, never left to onnxruntime's default (one per core, spinning): on a 2-core
@@ -24,12 +25,12 @@ from pathlib import Path
 import numpy as np
 
 from latentcast.errors import UserError
+from latentcast.inference import PREFERRED_PROVIDERS as _PREFERRED
+from latentcast.inference import PROVIDER_ALIASES as _ALIASES
 from latentcast.landmark_models import LANDMARK_MODEL_BY_NAME
 
 log = logging.getLogger(__name__)
 
-_ALIASES = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
-_PREFERRED = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 _warned: set[str] = set()
 
 

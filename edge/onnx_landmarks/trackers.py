@@ -21,6 +21,7 @@ from edge.onnx_landmarks.hands import HandLandmarkModel, PalmDetector, duplicate
 from edge.onnx_landmarks.models import open_model
 from edge.onnx_landmarks.tracker import RoiTracker
 from latentcast.errors import UserError
+from latentcast.landmark_models import LANDMARK_MODEL_BY_NAME
 
 
 @dataclass
@@ -38,6 +39,12 @@ class OnnxOptions:
                 f"the onnx landmark backend needs {name}.onnx: convert with `python -m export.landmark_models`"
             )
         return Path(self.models[name])
+
+    def open(self, name: str):
+        """A runner for model `name` with these threads and providers; a batch axis where the table says
+        (`latentcast.landmark_models`: both hands in one call)."""
+        dynamic = LANDMARK_MODEL_BY_NAME[name].dynamic_batch
+        return open_model(self.path(name), self.threads, self.providers, dynamic_batch=dynamic)
 
 
 class _Base:
@@ -75,11 +82,8 @@ class OnnxHandTracker(_Base):
     def __init__(self, config: LandmarkerConfig | None, options: OnnxOptions) -> None:
         super().__init__(config)
         cfg = self.config
-        self.palm = PalmDetector(open_model(options.path("hand_detector"), options.threads, options.providers),
-                                 cfg.min_detection_confidence)  # fmt: skip
-        self.landmarks = HandLandmarkModel(
-            open_model(options.path("hand_landmarks_detector"), options.threads, options.providers, dynamic_batch=True)
-        )
+        self.palm = PalmDetector(options.open("hand_detector"), cfg.min_detection_confidence)
+        self.landmarks = HandLandmarkModel(options.open("hand_landmarks_detector"))
         self.tracker = RoiTracker(
             self.palm, cfg.max_hands, cfg.min_tracking_confidence, options.detect_interval_s, name="hand"
         )
@@ -108,12 +112,9 @@ class OnnxFaceTracker(_Base):
     def __init__(self, config: LandmarkerConfig | None, options: OnnxOptions) -> None:
         super().__init__(config)
         cfg = self.config
-        self.detector = FaceDetector(open_model(options.path("face_detector"), options.threads, options.providers),
-                                     cfg.min_detection_confidence)  # fmt: skip
-        self.landmarks = FaceLandmarkModel(
-            open_model(options.path("face_landmarks_detector"), options.threads, options.providers)
-        )
-        self.blendshapes = Blendshapes(open_model(options.path("face_blendshapes"), options.threads, options.providers))
+        self.detector = FaceDetector(options.open("face_detector"), cfg.min_detection_confidence)
+        self.landmarks = FaceLandmarkModel(options.open("face_landmarks_detector"))
+        self.blendshapes = Blendshapes(options.open("face_blendshapes"))
         self.geometry = FaceGeometry(*load_canonical_face(options.path("geometry")))
         self.tracker = RoiTracker(
             self.detector, cfg.max_faces, cfg.min_tracking_confidence, options.detect_interval_s, name="face"
