@@ -247,3 +247,122 @@ def test_extract_unpacks_once_beside_the_tarball_and_refuses_escaping_members(tm
     (tmp_path / "junk.tar.gz").write_bytes(b"not gzip")
     with pytest.raises(reader.BundleError, match=r"is not a readable \.tar\.gz"):
         reader.extract(tmp_path / "junk.tar.gz", tmp_path / "out3")
+
+
+def test_signed_bundles_against_a_trust_list_and_the_cli_trust_flags(tmp_path, capsys):
+    from latentcast.signing import generate_keypair, sign_manifest
+
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    secret, public = generate_keypair(keys, "builder")
+    trusted = tmp_path / "trusted"
+    trusted.mkdir()
+    root = write_bundle(tmp_path / "b")
+    # unsigned, with a trust list: refused by the CLI unless --allow-unsigned
+    (trusted / public.name).write_bytes(public.read_bytes())
+    with pytest.raises(reader.UserError, match="is unsigned"):
+        reader.main(["verify", str(root), "--trusted-keys", str(trusted)])
+    assert reader.main(["verify", str(root), "--trusted-keys", str(trusted), "--allow-unsigned"]) == 0
+    assert "allowed: --allow-unsigned" in capsys.readouterr().out
+    sign_manifest(root, secret)
+    assert reader.main(["verify", str(root), "--trusted-keys", str(trusted)]) == 0
+    assert "(trusted)" in capsys.readouterr().out  # the signature was checked on the manifest's own bytes
+    manifest = json.loads((root / "manifest.json").read_text())
+    manifest["version"] = "9.9.10"  # a re-written manifest no longer matches its signature
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(reader.UserError, match=r"does not match manifest\.json"):
+        reader.main(["verify", str(root), "--trusted-keys", str(trusted)])
+
+
+def test_verify_cli_usage_and_report(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        reader.main(["--help"])
+    usage = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert usage.startswith("usage: python -m latentcast.bundle") and "{verify}" in usage
+    assert reader.__doc__.splitlines()[0] in usage and "bundle directory or .tar.gz" in usage
+    with pytest.raises(SystemExit):
+        reader.main(["check", str(tmp_path)])  # only "verify" is an action
+    assert "invalid choice: 'check'" in capsys.readouterr().err
+    root = write_bundle(tmp_path, models={"gesture": {}, "expression": {}})
+    assert reader.main(["verify", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"ok  {root}  version 9.9.9") and out.rstrip().endswith("models: expression, gesture")
+
+
+def test_the_first_issue_and_how_many_more(tmp_path):
+    root = write_bundle(tmp_path)
+    (root / "config.toml").write_bytes(b"changed")
+    with pytest.raises(
+        reader.BundleError, match=r"config\.toml was modified \(sha256 differs from manifest\.json\): rebuild"
+    ):
+        reader.open_bundle(root)
+    (root / "extra.bin").write_bytes(b"x")
+    with pytest.raises(reader.BundleError, match=r"manifest\.json\) \(and 1 more\): rebuild or re-copy the bundle$"):
+        reader.open_bundle(root)
+
+
+def test_a_manifest_without_optional_blocks(tmp_path):
+    root = write_bundle(tmp_path)
+    manifest = json.loads((root / "manifest.json").read_text())
+    bare = {k: v for k, v in manifest.items() if k not in ("models", "landmark_onnx", "files")}
+    bundle = reader.Bundle(root, bare)
+    assert bundle.models == [] and bundle.model_for("hands") is None and not bundle.has_landmark_onnx
+    with pytest.raises(reader.BundleError, match=r"has no gesture model \(it has \)"):
+        bundle.encoder("gesture")
+    with pytest.raises(reader.BundleError, match="has no ONNX landmark model 'hand_landmark'"):
+        bundle.landmark_onnx("hand_landmark")
+    assert reader.problems(root, bare) == [f"{rel} is not listed in manifest.json" for rel in sorted(FILES)]
+    two = reader.Bundle(root, {**manifest, "models": {"gesture": {}, "other": {}}})
+    with pytest.raises(reader.BundleError, match=r"\(it has gesture, other\): rebuild it$"):
+        two.decoder("expression")
+
+
+def test_error_messages_name_the_choices_and_the_fix(tmp_path):
+    root = write_bundle(tmp_path)
+    bundle = reader.open_bundle(root)
+    with pytest.raises(reader.BundleError, match=r"^unknown part 'feet': use one of face, hands$"):
+        bundle.model_for("feet")
+    with pytest.raises(reader.BundleError, match=r"^unknown landmark model 'toe': use one of face, hand$"):
+        bundle.landmark_model("toe")
+    with pytest.raises(
+        reader.BundleError, match=r"rebuild it without --no_landmark_onnx or use the mediapipe landmark"
+    ):
+        bundle.landmark_onnx("palm")
+    other = reader.Bundle(root, {**bundle.manifest, "feature_spec_version": FEATURE_SPEC_VERSION + 1})
+    with pytest.raises(
+        reader.UserError,
+        match=rf"^bundle {root} was made for feature spec .*: rebuild the bundle or update latentcast$",
+    ):
+        other.check_feature_spec()
+
+
+def test_tarballs_by_suffix_only_and_into_a_new_nested_folder(tmp_path):
+    clean = write_bundle(tmp_path / "src")
+    tgz = tar_of(clean, tmp_path / "b.tgz")
+    assert reader.open_bundle(tgz).version == "9.9.9"  # .tgz is a tarball too
+    folder_named_like_a_tarball = write_bundle(tmp_path / "dirs", name="odd.tar.gz")
+    assert reader.open_bundle(folder_named_like_a_tarball).root == folder_named_like_a_tarball  # a folder is a folder
+    nested = tmp_path / "a" / "b" / "c"
+    assert reader.extract(tgz, nested) == nested / clean.name and (nested / clean.name / "config.toml").is_file()
+
+
+@pytest.mark.parametrize(
+    ("names", "message"),
+    [
+        (["latentcast-bundle-9.9.9/config.toml", "second/x"], r"should hold one bundle directory, it holds \["),
+        (["../x"], r"should hold one bundle directory, it holds \['\.\.'\]"),
+        (["/x"], r"should hold one bundle directory, it holds \['/'\]"),
+        (["latentcast-bundle-9.9.9/config.toml", "latentcast-bundle-9.9.9/a\\..\\..\\x"], "points outside the bundle"),
+        (["latentcast-bundle-9.9.9/config.toml", "latentcast-bundle-9.9.9/a/../../x"], "points outside the bundle"),
+    ],
+)
+def test_tarball_layouts_that_are_refused(tmp_path, names, message):
+    evil = tmp_path / "evil.tar.gz"
+    with tarfile.open(evil, "w:gz") as tar:
+        for name in names:
+            info = tarfile.TarInfo(name)
+            info.size = 1
+            tar.addfile(info, io.BytesIO(b"x"))
+    with pytest.raises(reader.BundleError, match=message):
+        reader.extract(evil, tmp_path / "out")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
