@@ -44,7 +44,7 @@ def find_landmark_onnx(folder: str | Path, int8: bool = False) -> dict[str, Path
         if not chosen:
             return None
         files[name] = chosen[0]
-    geometry = sorted(root.rglob(GEOMETRY_FILE)) or sorted(root.rglob("face_landmarker.task"))
+    geometry = sorted(root.rglob(GEOMETRY_FILE)) or sorted(root.rglob(Path(FACE_MODEL_KEY).name))
     if geometry:
         files["geometry"] = geometry[0]
     else:
