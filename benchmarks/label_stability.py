@@ -278,7 +278,8 @@ def fit_clips(args: argparse.Namespace, classes: list[str]) -> dict:
 
 def tune(product: Product, clips: dict) -> dict:
     """Every `TUNE_GRID` combination on the fit clips; the chosen one has median latency <= 2 frames on
-    every clip and then the fewest within-take spurious switches, then the lowest unknown rate."""
+    every clip and then the fewest spurious switches (all of them: what a user sees), then the fewest
+    within takes, then the lowest unknown rate, then the shortest dwell and hold."""
     import itertools
 
     cached = {name: product.verdicts(clip["frames"]) for name, clip in clips.items()}
@@ -308,7 +309,13 @@ def tune(product: Product, clips: dict) -> dict:
     ok = [r for r in rows if r["latency_median_worst"] <= GOALS["switch_latency_frames"]] or rows
     best = min(
         ok,
-        key=lambda r: (r["flicker_within_takes_worst"], r["flicker_worst"], r["unknown_rate_worst"], r["dwell_frames"]),
+        key=lambda r: (
+            r["flicker_worst"],
+            r["flicker_within_takes_worst"],
+            r["unknown_rate_worst"],
+            r["dwell_frames"],
+            r["hold_frames"],
+        ),
     )
     return {
         "clips": list(clips),
