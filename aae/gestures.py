@@ -93,7 +93,9 @@ def train_gestures(
         "test_ece_calibrated": open_set.expected_calibration_error(rule.confidence(test_probs), test_set.y),
         "train_seconds": clock.seconds(),
     }
-    arrays = {"test_probs": test_probs, "test_y": test_set.y}
+    arrays = {"test_probs": test_probs, "test_err": test_err, "test_y": test_set.y}
+    # the rule's fit rows (baron105 validation first, then kinivi's fit half): lets a benchmark refit variants
+    arrays.update(fit_probs=fit_probs, fit_err=fit_err, fit_y=fit_y, fit_rows_baron105=len(val))
     if kinivi is not None:
         kin_probs, kin_err = landmark_aae.reconstruction_error(model, kinivi.x)
         metrics["kinivi_accuracy"] = landmark_aae.accuracy(kin_probs, kinivi.y)
@@ -102,7 +104,7 @@ def train_gestures(
             classes[c]: landmark_aae.accuracy(kin_probs[kinivi.y == c], kinivi.y[kinivi.y == c])
             for c in np.unique(kinivi.y)
         }
-        arrays.update(kinivi_probs=kin_probs, kinivi_y=kinivi.y)
+        arrays.update(kinivi_probs=kin_probs, kinivi_err=kin_err, kinivi_y=kinivi.y)
 
     open_set_report = {
         **rule.to_dict(),
