@@ -73,7 +73,7 @@ def record_from_run(run_dir: Path) -> dict:
 
 
 def _key(r: dict) -> tuple:
-    return (r["recipe"], r["labels"], r["seed"], r["epochs_planned"], r["device"], r["run"])
+    return (r["recipe"], r["labels"], r["seed"], r["device"], r["run"])
 
 
 def load(path: Path = RESULTS) -> list[dict]:
@@ -81,7 +81,7 @@ def load(path: Path = RESULTS) -> list[dict]:
 
 
 def upsert(records: list[dict], path: Path = RESULTS) -> list[dict]:
-    """Add or replace (same recipe, labels, seed, planned epochs, device, run folder) records; atomic write."""
+    """Add or replace (same recipe, labels, seed, device, run folder) records; atomic write."""
     runs = {_key(r): r for r in load(path)}
     runs.update({_key(r): r for r in records})
     ordered = sorted(runs.values(), key=lambda r: (r["recipe"], r["labels"], r["epochs_planned"], r["seed"]))
@@ -166,12 +166,14 @@ def plot_curves(runs: list[dict], path: Path = CURVES) -> Path:
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--record", nargs="*", default=[], help="run folders to add to the results file")
+    p.add_argument("--note", default="", help="free text stored with the records given to --record")
     p.add_argument("--report", action="store_true", help="rewrite the docs/RESULTS.md table and the curves plot")
     p.add_argument("--results", default=str(RESULTS), help="results JSON")
     args = p.parse_args(argv)
     path = Path(args.results)
     if args.record:
-        runs = upsert([record_from_run(Path(d)) for d in args.record], path)
+        records = [record_from_run(Path(d)) | ({"note": args.note} if args.note else {}) for d in args.record]
+        runs = upsert(records, path)
         print(f"{path}: {len(runs)} runs")
     if args.report:
         runs = load(path)
