@@ -192,3 +192,120 @@ def test_send_counts_packets_and_errors_without_raising():
         assert sender.send(face(), 0.0) is False and sender.errors == 1 and sender.sent == 1
     finally:
         sender.close()
+
+
+# ----------------------------------------------------------------------------- pose (renderer/pose.py)
+
+
+@pytest.mark.parametrize(
+    ("target", "reach"),
+    [((0.3, -0.2, 0.1), "inside"), ((2.0, 0.0, 0.0), "too far"), ((0.01, 0.0, 0.0), "too near")],
+)
+def test_two_bone_ik_keeps_bone_lengths_and_reaches_what_it_can(target, reach):
+    from renderer.pose import two_bone_ik
+
+    root, l1, l2 = np.array([0.1, 1.0, 0.0]), 0.3, 0.25
+    target = root + np.array(target)
+    pole = np.array([0.0, -1.0, -0.5])
+    elbow, wrist = two_bone_ik(root, l1, l2, target, pole)
+    assert np.linalg.norm(elbow - root) == pytest.approx(l1, abs=1e-9)
+    assert np.linalg.norm(wrist - elbow) == pytest.approx(l2, abs=1e-6)
+    direction = (target - root) / np.linalg.norm(target - root)
+    np.testing.assert_allclose((wrist - root) / np.linalg.norm(wrist - root), direction, atol=1e-9)
+    d = np.linalg.norm(wrist - root)
+    if reach == "inside":
+        np.testing.assert_allclose(wrist, target, atol=1e-9)
+    elif reach == "too far":
+        assert d == pytest.approx(0.999 * (l1 + l2))
+    else:
+        assert d == pytest.approx(abs(l1 - l2) + 1e-4)
+    # the elbow bends towards the pole (its side of the root -> target line)
+    side = elbow - root - np.dot(elbow - root, direction) * direction
+    assert np.dot(side, pole - np.dot(pole, direction) * direction) > 0 or reach == "too far"
+
+
+def test_two_bone_ik_with_a_pole_along_the_arm_bends_down():
+    from renderer.pose import two_bone_ik
+
+    root = np.zeros(3)
+    elbow, _ = two_bone_ik(root, 0.3, 0.3, np.array([0.4, 0.0, 0.0]), np.array([1.0, 0.0, 0.0]))
+    assert elbow[1] < -0.1  # pole parallel to the arm: the elbow goes down, not nowhere
+
+
+def test_wrist_target_places_the_image_on_the_plane_in_front():
+    from renderer.params import HandParams
+    from renderer.pose import PoseConfig, wrist_target
+
+    sk = default_skeleton()
+    cfg = PoseConfig()
+    scale = sk.bones["Head"].world_position[1] / cfg.reference_height_m
+    neck, shoulder = sk.bones["Neck"].world_position, sk.bones["LeftUpperArm"].world_position
+    got = wrist_target(sk, "Left", HandParams(present=1.0, wrist_x=0.8, wrist_y=0.3), cfg)
+    want = [(0.8 - 0.5) * 1.1 * scale, neck[1] + (0.45 - 0.3) * 0.62 * scale, shoulder[2] + 0.22 * scale]
+    np.testing.assert_allclose(got, want, atol=1e-12)
+
+
+def test_untracked_or_disabled_arms_hang_down_and_nan_pose_values_are_identity():
+    from renderer import quat
+    from renderer.params import HandParams
+    from renderer.pose import PoseConfig, arm_deltas, normalized_pose
+
+    sk = default_skeleton()
+    b = sk.bones
+    for side, out_x in (("Left", 1.0), ("Right", -1.0)):
+        lowered = arm_deltas(sk, side, HandParams(present=0.0), PoseConfig())
+        upper_dir = quat.rotate(
+            lowered[f"{side}UpperArm"], b[f"{side}LowerArm"].world_position - b[f"{side}UpperArm"].world_position
+        )
+        want = np.array([0.25 * out_x, -1.0, 0.0])
+        np.testing.assert_allclose(upper_dir / np.linalg.norm(upper_dir), want / np.linalg.norm(want), atol=1e-9)
+        np.testing.assert_allclose(lowered[f"{side}LowerArm"], quat.IDENTITY)
+        for hand, cfg in (
+            (HandParams(present=float("nan")), PoseConfig()),
+            (HandParams(present=1.0), PoseConfig(arm_ik=False)),
+        ):
+            same = arm_deltas(sk, side, hand, cfg)
+            np.testing.assert_allclose(same[f"{side}UpperArm"], lowered[f"{side}UpperArm"])
+            assert f"{side}Hand" not in same
+    nan_face = face(yaw=float("nan"), pitch=float("inf"), roll=float("nan"), gaze_yaw=float("nan"))
+    pose = normalized_pose(nan_face, sk)
+    for bone in ("Neck", "Head", "LeftEye", "RightEye"):
+        np.testing.assert_allclose(pose[bone], quat.IDENTITY, atol=1e-12)
+
+
+def test_a_tracked_arm_reaches_its_wrist_target():
+    from renderer import quat
+    from renderer.params import HandParams
+    from renderer.pose import PoseConfig, arm_deltas, wrist_target
+
+    sk = default_skeleton()
+    b = sk.bones
+    hand = HandParams(present=1.0, wrist_x=0.7, wrist_y=0.55, dir_x=0.0, dir_y=-1.0)
+    deltas = arm_deltas(sk, "Left", hand, PoseConfig())
+    upper, lower = deltas["LeftUpperArm"], deltas["LeftLowerArm"]
+    s, e, h = (b[f"Left{p}"].world_position for p in ("UpperArm", "LowerArm", "Hand"))
+    elbow = s + quat.rotate(upper, e - s)
+    wrist = elbow + quat.rotate(quat.mul(upper, lower), h - e)
+    np.testing.assert_allclose(wrist, wrist_target(sk, "Left", hand, PoseConfig()), atol=1e-6)
+    assert "LeftHand" in deltas  # a pointing direction given: the hand turns too
+    half = arm_deltas(sk, "Left", dataclasses.replace(hand, present=0.5), PoseConfig())
+    lowered = arm_deltas(sk, "Left", dataclasses.replace(hand, present=0.0), PoseConfig())
+    mid = quat.slerp(lowered["LeftUpperArm"], upper, 0.5)
+    np.testing.assert_allclose(half["LeftUpperArm"], mid, atol=1e-9)  # fading in: halfway between
+    still = arm_deltas(sk, "Left", dataclasses.replace(hand, dir_x=0.1, dir_y=-0.2), PoseConfig())
+    assert "LeftHand" not in still  # a direction too short (under 0.5) is not trusted
+
+
+def test_without_a_neck_the_head_takes_the_whole_rotation_and_the_eyes_the_gaze():
+    from renderer import quat
+    from renderer.pose import normalized_pose
+
+    sk = default_skeleton()
+    no_neck = dataclasses.replace(sk, bones={k: v for k, v in sk.bones.items() if k != "Neck"})
+    p = face(yaw=0.4, pitch=-0.2, roll=0.1, gaze_yaw=0.2, gaze_pitch=0.1)
+    pose = normalized_pose(p, no_neck)
+    np.testing.assert_allclose(pose["Head"], quat.euler_head(0.4, -0.2, 0.1), atol=1e-12)
+    with_neck = normalized_pose(p, sk)
+    np.testing.assert_allclose(with_neck["Neck"], quat.slerp(quat.IDENTITY, quat.euler_head(0.4, -0.2, 0.1), 0.3))
+    for eye in ("LeftEye", "RightEye"):
+        np.testing.assert_allclose(pose[eye], quat.euler_head(0.2, 0.1, 0.0), atol=1e-12)
