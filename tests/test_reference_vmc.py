@@ -309,3 +309,26 @@ def test_without_a_neck_the_head_takes_the_whole_rotation_and_the_eyes_the_gaze(
     np.testing.assert_allclose(with_neck["Neck"], quat.slerp(quat.IDENTITY, quat.euler_head(0.4, -0.2, 0.1), 0.3))
     for eye in ("LeftEye", "RightEye"):
         np.testing.assert_allclose(pose[eye], quat.euler_head(0.2, 0.1, 0.0), atol=1e-12)
+
+
+def test_a_taller_avatar_scales_the_wrist_plane_and_a_skeleton_without_fingers_keeps_its_hands():
+    from renderer.params import HandParams
+    from renderer.pose import PoseConfig, finger_deltas, wrist_target
+
+    sk = default_skeleton()
+    tall = dataclasses.replace(
+        sk,
+        bones={
+            k: dataclasses.replace(v, world_position=1.5 * v.world_position, local_position=1.5 * v.local_position)
+            for k, v in sk.bones.items()
+        },
+    )
+    hand = HandParams(present=1.0, wrist_x=0.8, wrist_y=0.3)
+    base = wrist_target(sk, "Left", hand, PoseConfig())
+    np.testing.assert_allclose(wrist_target(tall, "Left", hand, PoseConfig()), 1.5 * base, atol=1e-9)
+    no_fingers = dataclasses.replace(
+        sk, bones={k: v for k, v in sk.bones.items() if not any(f in k for f in ("Index", "Middle", "Ring", "Little"))}
+    )
+    curled = finger_deltas(no_fingers, "Left", HandParams(present=1.0, curls=(1.0, 1.0, 1.0, 1.0, 1.0)))
+    assert set(curled) == {n for n in no_fingers.bones if n.startswith("LeftThumb")}  # only the bones it has
+    assert all(np.isfinite(q).all() for q in curled.values())
