@@ -31,7 +31,7 @@ from pathlib import Path
 from edge.keys import CurveGate, check_exposure, curve_server
 from latentcast.errors import UserError, run_cli
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("edge.proxy")  # not __name__: "__main__" under python -m
 
 DEFAULT_BACKEND = "tcp://127.0.0.1:5561"
 

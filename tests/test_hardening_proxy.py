@@ -9,6 +9,7 @@ authorised renderer-side subscriber must see the authorised source only.
 from __future__ import annotations
 
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -78,13 +79,25 @@ def pub_into(context, endpoint: str, client: Path | None = None, server_public: 
 
 
 def start_proxy(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "edge.proxy", *args], cwd=ROOT, stderr=subprocess.PIPE, text=True,
+    """The proxy CLI, returned once it says it is forwarding (start-up takes seconds on a busy machine)."""
+    proc = subprocess.Popen([sys.executable, "-m", "edge.proxy", *args], cwd=ROOT, stderr=subprocess.PIPE, text=True,
                             env=dict(os.environ, PYTHONUNBUFFERED="1"))  # fmt: skip
+    deadline, seen = time.monotonic() + 90, []
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stderr], [], [], max(0.0, deadline - time.monotonic()))
+        line = proc.stderr.readline() if ready else ""
+        seen.append(line)
+        if not line or ": proxy (" in line:  # the start-up log line (logger __main__ under -m)
+            break
+    assert proc.poll() is None, "".join(seen)
+    proc.startup_log = "".join(seen)
+    return proc
 
 
 def stop(proc: subprocess.Popen) -> str:
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=20)
+    _, err = proc.communicate(timeout=60)
+    err = proc.startup_log + err
     assert proc.returncode == 0, err
     return err
 
