@@ -2,6 +2,7 @@
 
     python scripts/demo.py                          # the sample clip; models trained on first run
     python scripts/demo.py --source v4l2:///dev/video0 --duration 30    # a camera instead
+    python scripts/demo.py --epochs 1 --frames 40   # a quick run (tests/test_reference_demo.py runs it in CI)
 
 Steps (each skipped when its result is already there, so a second run takes about a minute):
 1. resolve the sample clip and landmark models (`latentcast.assets`, offline mirror or download);
