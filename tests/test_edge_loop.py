@@ -97,7 +97,7 @@ def test_sigterm_shuts_the_cli_down_cleanly():
 
 @pytest.mark.parametrize(
     ("source", "message"),
-    [("csi://front", "error: source 'csi://front'"), ("not-a-video.mp4", "error: cannot read source")],
+    [("csi://front", "error: source 'csi://front'"), ("not-a-video.mp4", "cannot open video source")],
 )
 def test_cli_user_mistakes_are_one_line_errors(tmp_path, source, message):
     if source.endswith(".mp4"):
