@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,13 +147,51 @@ def run(cfg: ProxyConfig) -> int:
         raise
     secured = "CurveZMQ" if cfg.curve_secret else "no encryption"
     log.info("proxy (%s): %s -> %s", secured, cfg.devices + ([cfg.frontend] if cfg.frontend else []), cfg.backend)
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set()) if _main_thread() else None
+    dropped = 0
     try:
-        zmq.proxy(xsub, xpub)
-    except (KeyboardInterrupt, zmq.ContextTerminated):
-        pass
+        dropped = forward(xsub, xpub, stop)
+    except KeyboardInterrupt:
+        log.info("interrupted")
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
         _close(xsub, xpub, gates)
+    log.info("proxy stopped (%d message(s) dropped at a full queue)", dropped)
     return 0
+
+
+def forward(xsub, xpub, stop: threading.Event, poll_ms: int = 200) -> int:
+    """XSUB <-> XPUB until `stop` is set: data downstream, subscriptions upstream, never blocking.
+
+    Not `zmq.proxy`: that blocks inside libzmq, and a SIGINT delivered to another thread (the ZAP
+    authenticator's) would then never wake it. Polling with a timeout keeps signals and `stop` prompt.
+    Returns how many messages were dropped because a queue was full (latest value wins, as on a PUB).
+    """
+    import zmq
+
+    poller = zmq.Poller()
+    poller.register(xsub, zmq.POLLIN)
+    poller.register(xpub, zmq.POLLIN)
+    dropped = 0
+    while not stop.is_set():
+        for sock, _ in poller.poll(poll_ms):
+            other = xpub if sock is xsub else xsub
+            while True:
+                try:
+                    frames = sock.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                try:
+                    other.send_multipart(frames, zmq.NOBLOCK)
+                except zmq.Again:
+                    dropped += 1
+    return dropped
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
 
 
 def _close(xsub, xpub, gates: list[CurveGate]) -> None:
