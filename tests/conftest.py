@@ -47,3 +47,20 @@ def resolve_or_skip(keys: list[str]) -> dict:
 def mnist_files() -> dict:
     """The four MNIST files, checksum-verified (see `resolve_or_skip`)."""
     return resolve_or_skip(MNIST_KEYS)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def no_trusted_keys_from_the_user(tmp_path_factory):
+    """Bundles made by the tests are unsigned: a developer's own ~/.config/latentcast/trusted_keys
+    would make every bundle test fail, so the whole run (and the CLIs it starts) trusts an empty folder.
+    Tests of signing pass their own --trusted-keys folder."""
+    import os
+
+    empty = tmp_path_factory.mktemp("no_trusted_keys")
+    before = os.environ.get("LATENTCAST_TRUSTED_KEYS")
+    os.environ["LATENTCAST_TRUSTED_KEYS"] = str(empty)
+    yield
+    if before is None:
+        os.environ.pop("LATENTCAST_TRUSTED_KEYS", None)
+    else:
+        os.environ["LATENTCAST_TRUSTED_KEYS"] = before
