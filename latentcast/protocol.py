@@ -283,7 +283,7 @@ def _check_range(name: str, values: np.ndarray, lo: float, hi: float) -> None:
     """ProtocolValueError unless every value is finite and within [lo, hi]."""
     if values.size and not (np.isfinite(values).all() and values.min() >= lo and values.max() <= hi):
         bad = values[~(np.isfinite(values) & (values >= lo) & (values <= hi))][0]
-        raise ProtocolValueError(f"{name} value {bad!r} outside the valid range [{lo}, {hi}]")
+        raise ProtocolValueError(f"{name} value {float(bad)!r} outside the valid range [{lo}, {hi}]")
 
 
 def check_values(msg: LatentMessage) -> None:
