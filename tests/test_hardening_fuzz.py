@@ -20,6 +20,7 @@ import time
 import numpy as np
 import pytest
 import renderer_support as support
+from helpers import osc_floats as _osc_floats
 
 from latentcast.protocol import (
     FaceBlock,
@@ -86,18 +87,6 @@ def _mutate(raw: bytes, rng: np.random.Generator) -> bytes:
             i = int(rng.integers(40, max(41, len(data) - 4)))
             data[i : i + 4] = SPECIAL_F32[int(rng.integers(len(SPECIAL_F32)))]
     return bytes(data)
-
-
-def _osc_floats(built) -> list[float]:
-    """Every float argument in what `VMCSender.build` returned (one OSC bundle or a list of them, bytes or objects)."""
-    from pythonosc.osc_bundle import OscBundle
-
-    values = []
-    for packet in built if isinstance(built, list) else [built]:
-        dgram = packet if isinstance(packet, (bytes, bytearray)) else packet.dgram
-        for content in OscBundle(dgram):
-            values += [float(v) for v in content.params if isinstance(v, float)]
-    return values
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import select
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import zmq
+from helpers import free_port, one_line_error
 
 from edge.keys import create_keys
 from edge.publisher import CurveServerKeys, Publisher
@@ -28,21 +28,6 @@ from latentcast.subscriber import CurveClientKeys, LatentSubscriber
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIP = "data/video/hand_landmarker_test_video.mp4"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def one_line_error(result: subprocess.CompletedProcess, *needles: str) -> None:
-    assert result.returncode == 2, (result.returncode, result.stderr)
-    assert "Traceback" not in result.stderr, result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1, result.stderr
-    for needle in needles:
-        assert needle in errors[0], errors[0]
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import renderer_support as support
+from helpers import osc_floats as _osc_floats
 
 from latentcast.protocol import (
     ProtocolValueError,
@@ -126,18 +127,6 @@ def _listen_udp() -> tuple[socket.socket, list[bytes], threading.Thread]:
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     return sock, packets, thread
-
-
-def _osc_floats(built) -> list[float]:
-    """Every float argument in what `VMCSender.build` returned (one OSC bundle or a list of them, bytes or objects)."""
-    from pythonosc.osc_bundle import OscBundle
-
-    values = []
-    for packet in built if isinstance(built, list) else [built]:
-        dgram = packet if isinstance(packet, (bytes, bytearray)) else packet.dgram
-        for content in OscBundle(dgram):
-            values += [float(v) for v in content.params if isinstance(v, float)]
-    return values
 
 
 @pytest.mark.slow

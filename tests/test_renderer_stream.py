@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,16 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import renderer_support as support
+from helpers import free_port
 
 from renderer.app import RendererConfig, RendererHost
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_publisher(endpoint: str, bundle: Path, frames: int, preview: str = "", bad_every: int = 0, curve: str = ""):

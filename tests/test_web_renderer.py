@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import free_port
 
 from renderer.default_avatar import write
 from renderer.params import CharacterParams, FaceParams, HandParams
@@ -265,11 +266,6 @@ def test_renderer_cli_streams_a_recorded_sequence_to_the_page_and_reports_its_la
 
     root = Path(__file__).resolve().parents[1]
     bundle = support.make_bundle(tmp_path / "latentcast-bundle-test")
-
-    def free_port() -> int:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return s.getsockname()[1]
 
     port, web_port, summary_path = free_port(), free_port(), tmp_path / "summary.json"
     renderer = subprocess.Popen(
