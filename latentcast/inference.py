@@ -62,6 +62,21 @@ def provider_options(providers: list[str], has_qdq: bool = False) -> list[dict]:
     return options
 
 
+def session_options(threads: int = 1):
+    """The onnxruntime settings every session of the project uses: `threads` intra-op threads set
+    deliberately (onnxruntime's default, one spinning thread per core, steals the other core from the
+    concurrent face/hand workers on a 2-core device), sequential execution, all graph optimisations."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
+
+
 def make_session(path: str | os.PathLike[str], threads: int = 1, providers: Sequence[str] | None = None):
     """An onnxruntime InferenceSession with `threads` intra-op threads (1 keeps latency steady on small MLPs)."""
     import onnxruntime as ort
@@ -69,11 +84,7 @@ def make_session(path: str | os.PathLike[str], threads: int = 1, providers: Sequ
     path = Path(path)
     if not path.is_file():
         raise UserError(f"model file {path} does not exist: export one with `python -m export.onnx` or give a bundle")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options = session_options(threads)
     chosen = available_providers(providers)
     has_qdq = b"DequantizeLinear" in path.read_bytes()  # an INT8 export (export.quantize); files are small
     try:

@@ -27,6 +27,7 @@ import numpy as np
 from latentcast.errors import UserError
 from latentcast.inference import PREFERRED_PROVIDERS as _PREFERRED
 from latentcast.inference import PROVIDER_ALIASES as _ALIASES
+from latentcast.inference import session_options
 from latentcast.landmark_models import LANDMARK_MODEL_BY_NAME
 
 log = logging.getLogger(__name__)
@@ -230,12 +231,7 @@ def open_model(
     native = _native_engine(path, providers)
     if native is not None:
         return native
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options = session_options(threads)
     options.log_severity_level = 3  # errors only: the converted graphs make onnxruntime chatty
     chosen = choose_providers(providers)
     source: str | bytes = str(path)
