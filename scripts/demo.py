@@ -146,6 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--retrain", action="store_true", help="train the models again even if they exist")
     parser.add_argument("--epochs", type=int, help="training epochs (default: the trainers' quick defaults)")
     parser.add_argument("--vmc", metavar="HOST:PORT", help="also drive VMC software (VSeeFace, Warudo, ...)")
+    parser.add_argument("--no-3d", dest="record_3d", action="store_false",
+                        help="skip the 3D page recording (headless chromium shares the CPU with the edge loop)")
     args = parser.parse_args(argv)
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -173,7 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                   "--exit-after-silence", "1.5", "--duration", str((args.duration or 600) + 60)]  # fmt: skip
     if args.vmc:
         render_cmd += ["--vmc", args.vmc]
-    web_note, web_port = web_recording_note(), free_port()  # the 3D page, recorded in headless chromium
+    web_note = web_recording_note() if args.record_3d else "--no-3d"
+    web_port = free_port()  # the 3D page, recorded in headless chromium
     if web_note is None:
         render_cmd += ["--web", str(web_port)]
     else:

@@ -3,7 +3,7 @@
     python scripts/record_web.py --url http://127.0.0.1:8080/ --out runs/demo/demo3d.mp4 --still runs/demo/still3d.png
 
 Used by scripts/demo.py beside the 2D video. Debian's chromium (`apt-get install chromium`) is driven
-by Playwright with SwiftShader WebGL (no GPU needed); screenshots are taken as fast as the page allows
+by Playwright with SwiftShader WebGL (no GPU needed); screenshots are taken at most `--fps` a second
 and placed on a constant-rate timeline (`--fps`), repeating a frame when the next came late. Stops
 when the renderer closes the stream (after the page had been connected), or after `--max-duration`.
 """
@@ -66,8 +66,11 @@ def record(
             if seen_stream and not state["c"]:
                 break  # the renderer closed the stream: the run is over
             if seen_stream:
+                shot_at = time.monotonic()
                 image = cv2.imdecode(np.frombuffer(page.screenshot(), np.uint8), cv2.IMREAD_COLOR)
-                frames.append((time.monotonic(), image, state["t"] == "tracking"))
+                frames.append((shot_at, image, state["t"] == "tracking"))
+                # one screenshot per video frame: more only costs CPU the edge loop beside it needs
+                time.sleep(max(0.0, shot_at + 1.0 / fps - time.monotonic()))
             else:
                 time.sleep(0.1)
         context.close()
