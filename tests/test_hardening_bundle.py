@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import renderer_support as support
+from helpers import one_line_error as _one_line_error
 
 from latentcast import bundle as reader
 from latentcast.errors import UserError
@@ -38,16 +39,6 @@ def _tar(path: Path, folder: Path, extra: dict[str, bytes] | None = None) -> Pat
 def _renderer(*args: str) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "renderer.run", "--frames", "1", *args]
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
-
-
-def _one_line_error(result: subprocess.CompletedProcess, *needles: str) -> str:
-    assert result.returncode == 2, (result.returncode, result.stderr)
-    assert "Traceback" not in result.stderr, result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1, result.stderr
-    for needle in needles:
-        assert needle in errors[0], errors[0]
-    return errors[0]
 
 
 def test_member_escaping_into_a_sibling_bundle_is_refused_through_the_renderer_cli(good, tmp_path):
