@@ -66,7 +66,9 @@ def test_the_shared_thumbs_up_photos_give_thumbs_up_on_the_wire(bundle, tmp_path
         one = tmp_path / photo.stem  # a folder of one photo, looped: the edge sees it as a still camera
         one.mkdir()
         shutil.copy(photo, one / photo.name)
-        labels = hand_labels(bundle, "--source", str(one), "--loop-source", "--fast", "--frames", "12")
+        # 40 frames: a subscriber joins a PUB socket late (ZeroMQ's slow joiner), and on a loaded machine the first
+        # dozen frames of a --fast run can all go out before it has; 6 received hands still decide the label
+        labels = hand_labels(bundle, "--source", str(one), "--loop-source", "--fast", "--frames", "40")
         assert len(labels) >= 6, f"{photo.name}: a hand in only {len(labels)} messages"
         assert set(labels) == {"thumbs_up"}, f"{photo.name}: {labels}"
 
