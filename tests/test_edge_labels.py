@@ -97,26 +97,19 @@ def test_a_real_gesture_change_switches_within_the_dwell_and_holds(gesture):
 
 def test_the_edge_publishes_decisions_and_the_renderer_draws_them(gesture, tmp_path):
     """The real edge CLI on the hand clip with a bundle carrying the rule: every present hand has a decision."""
-    from test_edge_loop import CLIP, collect, edge_cli, free_endpoint
+    from test_edge_loop import CLIP, run_edge
 
     from export import bundle as bundle_writer
     from latentcast.assets import resolve
-    from latentcast.subscriber import LatentSubscriber
     from renderer.animate import Animator
     from renderer.decode import BundleDecoders
 
     directory, _ = bundle_writer.build(tmp_path / "out", {"gesture": gesture["dir"]}, version="labels", calib_rows=128)
     card = json.loads((directory / "models" / "gesture" / "model_card.json").read_text())
     assert card["open_set"]["max_recon_error"] > 0
-    endpoint = free_endpoint()
-    with LatentSubscriber(endpoint) as sub:
-        proc = edge_cli(
-            "--source", f"file://{resolve(CLIP)}", "--bundle", str(directory), "--endpoint", endpoint,
-            "--fast", "--frames", "40", "--no-face",
-        )  # fmt: skip
-        messages = collect(sub, proc, timeout_s=60)
-        _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err
+    messages, _ = run_edge(
+        "--source", f"file://{resolve(CLIP)}", "--bundle", str(directory), "--fast", "--frames", "40", "--no-face"
+    )
     present = [h for m in messages for h in m.hands if h.present]
     assert len(present) >= 20
     assert all(h.decision is not None for h in present)

@@ -57,13 +57,19 @@ def collect(sub: LatentSubscriber, proc: subprocess.Popen, timeout_s: float) -> 
     return messages
 
 
-def test_cli_on_the_hand_clip_publishes_present_hands_for_most_frames():
+def run_edge(*args: str, timeout_s: float = 60) -> tuple[list, str]:
+    """The edge CLI publishing to a subscriber in this process: (messages received, stderr); exit 0 asserted."""
     endpoint = free_endpoint()
     with LatentSubscriber(endpoint) as sub:
-        proc = edge_cli("--source", f"file://{resolve(CLIP)}", "--endpoint", endpoint, "--fast", "--frames", "80")
-        messages = collect(sub, proc, timeout_s=60)
+        proc = edge_cli(*args, "--endpoint", endpoint)
+        messages = collect(sub, proc, timeout_s=timeout_s)
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
+    return messages, err
+
+
+def test_cli_on_the_hand_clip_publishes_present_hands_for_most_frames():
+    messages, err = run_edge("--source", f"file://{resolve(CLIP)}", "--fast", "--frames", "80")
     assert "80 frames published" in err
     assert len(messages) >= 40, f"subscriber got only {len(messages)} messages"
     with_hand = [m for m in messages if any(h.present for h in m.hands)]
@@ -199,15 +205,9 @@ def test_cli_with_a_bundle_publishes_gesture_latents_and_the_model_identity(gest
     from latentcast.bundle import MANIFEST
     from latentcast.protocol import model_id_from_manifest
 
-    endpoint = free_endpoint()
-    with LatentSubscriber(endpoint) as sub:
-        proc = edge_cli(
-            "--source", f"file://{resolve(CLIP)}", "--bundle", str(gesture_bundle), "--endpoint", endpoint,
-            "--fast", "--frames", "40", "--no-face",
-        )  # fmt: skip
-        messages = collect(sub, proc, timeout_s=60)
-        _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err
+    messages, _ = run_edge(
+        "--source", f"file://{resolve(CLIP)}", "--bundle", str(gesture_bundle), "--fast", "--frames", "40", "--no-face"
+    )
     present = [h for m in messages for h in m.hands if h.present]
     assert len(present) >= 20
     expected_id = model_id_from_manifest((gesture_bundle / MANIFEST).read_bytes())

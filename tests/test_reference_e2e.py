@@ -17,10 +17,9 @@ import shutil
 
 import numpy as np
 import pytest
-from test_edge_loop import CLIP, collect, edge_cli, free_endpoint
+from test_edge_loop import CLIP, run_edge
 
 from latentcast.assets import resolve
-from latentcast.subscriber import LatentSubscriber
 
 pytestmark = pytest.mark.slow  # trains a gesture model on ~2700 real rows and builds a bundle (about a minute)
 
@@ -51,12 +50,7 @@ def classes_of(bundle) -> list[str]:
 def hand_labels(bundle, *args: str) -> list[str]:
     """The argmax class name of every present hand block the CLI published."""
     classes = classes_of(bundle)
-    endpoint = free_endpoint()
-    with LatentSubscriber(endpoint) as sub:
-        proc = edge_cli(*args, "--bundle", str(bundle), "--endpoint", endpoint, "--no-face")
-        messages = collect(sub, proc, timeout_s=90)
-        _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err
+    messages, _ = run_edge(*args, "--bundle", str(bundle), "--no-face", timeout_s=90)
     return [classes[int(np.argmax(h.y))] for m in messages for h in m.hands if h.present]
 
 
