@@ -280,10 +280,16 @@ def _read_block(reader: _Reader, version: int, face: bool = False) -> tuple:
 
 
 def _check_range(name: str, values: np.ndarray, lo: float, hi: float) -> None:
-    """ProtocolValueError unless every value is finite and within [lo, hi]."""
-    if values.size and not (np.isfinite(values).all() and values.min() >= lo and values.max() <= hi):
-        bad = values[~(np.isfinite(values) & (values >= lo) & (values <= hi))][0]
-        raise ProtocolValueError(f"{name} value {float(bad)!r} outside the valid range [{lo}, {hi}]")
+    """ProtocolValueError unless every value is finite and within [lo, hi] (finite bounds).
+
+    Plain Python comparisons, because the arrays are a few dozen floats: per-array numpy calls cost
+    more than the arithmetic, and every renderer runs this on every message. NaN fails every comparison
+    and +-inf lies outside finite bounds, so one test covers both.
+    """
+    lo32, hi32 = float(np.float32(lo)), float(np.float32(hi))  # compared as float32, like the values on the wire
+    for value in np.asarray(values, np.float32).ravel().tolist():
+        if not lo32 <= value <= hi32:
+            raise ProtocolValueError(f"{name} value {value!r} outside the valid range [{lo}, {hi}]")
 
 
 def check_values(msg: LatentMessage) -> None:
@@ -308,7 +314,7 @@ def check_values(msg: LatentMessage) -> None:
     decided = [(f"hand {i}", h.decision) for i, h in enumerate(msg.hands)] + [("face", msg.face.decision)]
     for name, decision in decided:
         if decision is not None:
-            _check_range(f"{name} confidence", np.float32([decision.confidence]), lo_p, hi_p)
+            _check_range(f"{name} confidence", [decision.confidence], lo_p, hi_p)
     if msg.face.gaze is not None:
         _check_range("face gaze", np.asarray(msg.face.gaze, np.float32), -GAZE_LIMIT_RAD, GAZE_LIMIT_RAD)
 

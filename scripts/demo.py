@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 SAMPLE_CLIP = "data/video/hand_landmarker_test_video.mp4"
 MODEL_FILES = (CHECKPOINT, MODEL_CARD)
+RECORDER_NICENESS = 10  # the 3D page recording yields the CPU to the live loop it records
 
 
 def step(message: str) -> None:
@@ -195,7 +196,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                       "--out", str(out / "demo3d.mp4"), "--still", str(out / "still3d.png"),
                       "--ready-file", str(ready)]  # fmt: skip
         print("    $ " + " ".join(record_cmd))
-        recorder = subprocess.Popen(record_cmd, cwd=ROOT)
+        # Lower priority for the recorder and its headless chromium (software WebGL): a demo aid must not take
+        # the CPU the live edge loop and renderer need, or it is the recording that sets the measured latency.
+        recorder = subprocess.Popen(record_cmd, cwd=ROOT, preexec_fn=lambda: os.nice(RECORDER_NICENESS))
         deadline = time.monotonic() + 90
         while not ready.exists() and recorder.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)  # the page is open and connected before the edge starts
