@@ -360,6 +360,7 @@ def task_agreement(name: str, fp32: dict[str, np.ndarray], other: dict[str, np.n
 
 def quantize(files: dict[str, Path], calibration: dict[str, np.ndarray], out_dir: Path) -> dict[str, Path]:
     """Symmetric QDQ INT8 copies (export.quantize) of the models that have an int8_method, calibrated on real crops."""
+    from export.int8_recipe import PLAIN_RECIPE
     from export.quantize import quantize_encoder
 
     made = {}
@@ -377,6 +378,7 @@ def quantize(files: dict[str, Path], calibration: dict[str, np.ndarray], out_dir
             input_name=io_summary(fp32)["inputs"][0]["name"],
             float_heads=False,
             float_nodes=head_nodes(fp32),
+            recipe=PLAIN_RECIPE,  # the encoders' recipe is for MLPs; these conv nets were measured with this one
         )
     return made
 

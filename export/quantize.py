@@ -9,12 +9,12 @@ recorder's hands in benchmarks/encoder_bench.py). The same file runs in onnxrunt
 
     python -m export.quantize encoder.onnx --calib runs/calib/gesture.npz --method minmax
 
-What stays float (docs/EXPORT.md, "INT8 that agrees"): the output heads, i.e. the layers whose result
-is a graph output directly or through the softmax (`output_heads`). They are tiny (hidden x K and
-hidden x C) and they decide the label: with them quantized, INT8 picked another class than FP32 on
-0.7 % of kinivi rows; with them float, about half as often (benchmarks/encoder_bench.py). Entropy
-calibration was dropped: on real rows it clipped the long activation tails and agreed with FP32 on
-only 94-97 % of rows, against 99+ % for MinMax (docs/RESULTS.md).
+What stays float, and how the rest is made to agree with FP32 (docs/EXPORT.md, "INT8 that agrees"):
+the output heads, i.e. the layers whose result is a graph output directly or through the softmax
+(`output_heads`: tiny, hidden x K and hidden x C, and they decide the label), and what the recipe of
+export.int8_recipe adds (`Int8Recipe`: input layer float, Q/DQ only at INT8 layers' inputs, channels
+equalized). Entropy calibration was dropped: on real rows it clipped the long activation tails and
+agreed with FP32 on only 94-97 % of rows, against 99+ % for MinMax (docs/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -28,6 +28,17 @@ from pathlib import Path
 import numpy as np
 
 from calibration.sets import load_set, make_reader
+from export.int8_recipe import (
+    ENCODER_RECIPE,
+    EQUALIZE_GRID,
+    EQUALIZE_KEY,
+    Int8Recipe,
+    equalize_relu_chains,
+    input_layers,
+    int8_error,
+    model_props,
+    strip_unweighted_qdq,
+)
 from latentcast.errors import UserError, run_cli
 
 METHODS = ("minmax", "percentile")
@@ -80,6 +91,7 @@ def quantize_encoder(
     input_name: str = "features",
     float_heads: bool = True,
     float_nodes: Sequence[str] = (),
+    recipe: Int8Recipe = ENCODER_RECIPE,
 ) -> Path:
     """Write a symmetric-QDQ INT8 copy of `fp32_path`, calibrated on `features` [N, D]; checks the zero points.
 
@@ -87,52 +99,107 @@ def quantize_encoder(
 
     `float_heads` keeps the output heads (`output_heads`) in float: they are tiny and decide the label.
     `float_nodes` names more nodes to keep float (a caller that knows its graph's heads, e.g. the landmark models).
+    `recipe` (`Int8Recipe`): the input layer float, Q/DQ only where they feed an INT8 layer, and with
+    `equalize` every strength of `EQUALIZE_GRID` is tried and the INT8 copy closest to FP32 on `features`
+    (`int8_error`) kept, its strength recorded in the model's metadata (`EQUALIZE_KEY`).
     Ranges are computed here with onnxruntime's own calibrator (so the method's settings are ours, see
     `calibrator_options`) and handed to `quantize_static` as its calibration cache.
     """
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
+    import onnx
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     calibration_method = _method(method)
     int8_path = Path(int8_path)
     int8_path.parent.mkdir(parents=True, exist_ok=True)
-    # Bias stays float (TensorRT fuses it itself and takes only int8 Q/DQ); the softmax output stays float so
-    # the class probabilities keep their resolution (int8 would round them to 1/127).
-    extra = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False}
     with tempfile.TemporaryDirectory() as scratch:
         prepared = Path(scratch) / "prepared.onnx"
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
-        op_types = sorted(_op_types(prepared) - KEEP_FLOAT_OPS)
         keep_float = (output_heads(prepared) if float_heads else []) + list(float_nodes)
-        calibrator = create_calibrator(
-            prepared,
-            op_types,
-            augmented_model_path=str(Path(scratch) / "augmented.onnx"),
-            calibrate_method=calibration_method,
-            extra_options=calibrator_options(method.lower(), percentile),
-        )
-        calibrator.collect_data(make_reader(features, input_name))
-        ranges = Path(scratch) / "ranges.json"
-        save_tensors_data(calibrator.compute_data(), ranges)
-        quantize_static(
-            str(prepared),
-            str(int8_path),
-            None,
-            quant_format=QuantFormat.QDQ,
-            activation_type=QuantType.QInt8,
-            weight_type=QuantType.QInt8,
-            per_channel=per_channel,
-            calibrate_method=calibration_method,
-            extra_options=extra,
-            op_types_to_quantize=op_types,
-            nodes_to_exclude=keep_float,
-            calibration_cache_path=ranges,
-        )
+        fp32 = onnx.load(str(prepared))
+        if recipe.float_input_layer:
+            keep_float += input_layers(fp32.graph, input_name)
+        equalize = recipe.equalize
+        best: tuple[float, float | None, onnx.ModelProto] | None = None
+        for alpha in EQUALIZE_GRID if equalize else (None,):
+            candidate = fp32 if alpha is None else equalize_relu_chains(fp32, features, input_name, alpha, keep_float)
+            if candidate is None:  # no chain to equalize: the other strengths would give the same graph
+                continue
+            source = Path(scratch) / f"source.{alpha}.onnx"
+            onnx.save(candidate, str(source))
+            quantized = _quantize_static(
+                source,
+                Path(scratch) / f"int8.{alpha}.onnx",
+                features,
+                method,
+                calibration_method,
+                per_channel,
+                percentile,
+                input_name,
+                keep_float,
+                scratch,
+            )
+            if recipe.weighted_inputs_only:
+                quantized = strip_unweighted_qdq(quantized)
+            error = int8_error(fp32, quantized, features, input_name) if equalize else 0.0
+            if best is None or error < best[0]:
+                best = (error, alpha, quantized)
+        assert best is not None
+        _, alpha, model = best
+        if equalize:
+            onnx.helper.set_model_props(model, {**model_props(model), EQUALIZE_KEY: str(alpha)})
+        onnx.save(model, str(int8_path))
     bad = nonzero_zero_points(int8_path)
     if bad:
         raise RuntimeError(f"{int8_path} is not symmetric, TensorRT would reject it: nonzero zero points {bad}")
     return int8_path
+
+
+def _quantize_static(
+    source: Path,
+    out: Path,
+    features: np.ndarray,
+    method: str,
+    calibration_method,
+    per_channel: bool,
+    percentile: float,
+    input_name: str,
+    keep_float: list[str],
+    scratch: str,
+):
+    """onnxruntime's calibrator + `quantize_static` with our symmetric settings; returns the loaded INT8 model."""
+    import onnx
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
+
+    # Bias stays float (TensorRT fuses it itself and takes only int8 Q/DQ); the softmax output stays float so
+    # the class probabilities keep their resolution (int8 would round them to 1/127).
+    extra = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False}
+    op_types = sorted(_op_types(source) - KEEP_FLOAT_OPS)
+    calibrator = create_calibrator(
+        source,
+        op_types,
+        augmented_model_path=str(Path(scratch) / "augmented.onnx"),
+        calibrate_method=calibration_method,
+        extra_options=calibrator_options(method.lower(), percentile),
+    )
+    calibrator.collect_data(make_reader(features, input_name))
+    ranges = Path(scratch) / "ranges.json"
+    save_tensors_data(calibrator.compute_data(), ranges)
+    quantize_static(
+        str(source),
+        str(out),
+        None,
+        quant_format=QuantFormat.QDQ,
+        activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+        per_channel=per_channel,
+        calibrate_method=calibration_method,
+        extra_options=extra,
+        op_types_to_quantize=op_types,
+        nodes_to_exclude=keep_float,
+        calibration_cache_path=ranges,
+    )
+    return onnx.load(str(out))
 
 
 def _op_types(path: Path) -> set[str]:

@@ -146,7 +146,7 @@ def test_build_cli_with_a_saved_calibration_set(built, tmp_path, capsys):
     assert "INT8 agrees with FP32" in capsys.readouterr().out
     bundle = bundle_reader.open_bundle(tmp_path / "latentcast-bundle-cli.tar.gz")
     assert bundle.manifest["models"]["gesture"]["int8"]["method"] == "percentile"
-    assert json.loads((bundle.root / "models/gesture/calibration.json").read_text())["rows"] == 64
+    assert json.loads((bundle.root / "models/gesture/calibration.json").read_text())["rows"] == 128  # 64 a person
     assert run_cli(bundle_writer.main, [*args, "--version", "cli", "--out", str(tmp_path)]) == 2
     assert "already exists" in capsys.readouterr().err
 

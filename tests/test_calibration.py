@@ -23,13 +23,14 @@ USER = LONDON_IDS.index("025")  # held out of training; the fixture model reads 
 
 
 def test_hand_set_provenance_round_trip(tmp_path):
-    calib = hand_set(rows=200, seed=0)
-    assert calib.features.shape == (200, 42) and calib.features.dtype == np.float32
+    calib = hand_set(rows=200, seed=0)  # 200 of baron105's training part + 200 of kinivi's fit half
+    assert calib.features.shape == (400, 42) and calib.features.dtype == np.float32
     path = save_set(calib, tmp_path / "gesture")
     info = json.loads(path.with_suffix(".json").read_text())
-    source = info["sources"][0]
-    assert source["sha256"] == sha256_of(resolve(source["asset"])) and source["rows"] == 200
-    assert info["rows"] == 200 and info["dim"] == 42 and info["created"]
+    assert [s["asset"].split("/")[-2] for s in info["sources"]] == ["baron105_11_gestures", "kinivi"]
+    for source in info["sources"]:
+        assert source["sha256"] == sha256_of(resolve(source["asset"])) and source["rows"] == 200
+    assert info["rows"] == 400 and info["dim"] == 42 and info["created"]
     again = load_set(path)
     np.testing.assert_array_equal(again.features, calib.features)
     meta = path.with_suffix(".json")
@@ -39,18 +40,23 @@ def test_hand_set_provenance_round_trip(tmp_path):
 
 
 def test_hand_set_never_draws_from_the_held_out_split():
-    calib = hand_set(rows=10_000)  # everything the pool has
+    from aae.hand_data import kinivi_halves
+
+    calib = hand_set(rows=10_000)  # everything both pools have
     _, held_out = hand_split()
+    _, kinivi_eval = kinivi_halves(held_out.classes)
     pool_rows = {row.tobytes() for row in calib.features}
-    assert len(calib.features) > 3000
-    leaked = sum(row.tobytes() in pool_rows for row in held_out.x)
-    duplicates_in_csv = len(held_out.x) - len({row.tobytes() for row in held_out.x})
-    assert leaked <= duplicates_in_csv + 5, "calibration rows overlap the benchmark's held-out split"
+    assert len(calib.features) > 3000 + len(kinivi_eval) - 5  # kinivi's fit half is about as big as its eval half
+    assert len(hand_set(rows=10_000, other_person=False).features) < len(calib.features) - 2000
+    for name, rows in (("baron105 test split", held_out.x), ("kinivi evaluation half", kinivi_eval.x)):
+        leaked = sum(row.tobytes() in pool_rows for row in rows)
+        duplicates_in_csv = len(rows) - len({row.tobytes() for row in rows})
+        assert leaked <= duplicates_in_csv + 5, f"calibration rows overlap the benchmark's {name}"
 
 
 @pytest.mark.parametrize("batch_size", [1, 8])
 def test_calibration_reader_shapes(batch_size):
-    features = hand_set(rows=20).features
+    features = hand_set(rows=20, other_person=False).features
     reader = make_reader(features, batch_size=batch_size)
     batches = []
     while (item := reader.get_next()) is not None:

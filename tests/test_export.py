@@ -10,6 +10,14 @@ from _export_fixtures import gesture_model_dir
 
 from calibration.sets import hand_set, hand_split
 from export import onnx as onnx_export
+from export.int8_recipe import (
+    EQUALIZE_GRID,
+    PLAIN_RECIPE,
+    equalize_alpha,
+    equalize_relu_chains,
+    input_layers,
+    int8_error,
+)
 from export.quantize import (
     METHODS,
     nonzero_zero_points,
@@ -41,7 +49,7 @@ def exported(tmp_path_factory):
 
 def test_onnx_matches_pytorch_on_real_rows(exported):
     report = exported["report"]
-    assert report["rows"] == 256
+    assert report["rows"] == len(exported["calib"].features) == 512  # 256 rows of each person
     for key in ("encoder_y_max_abs", "encoder_z_max_abs", "decoder_max_abs", "batch1_y_max_abs"):
         assert report[key] < onnx_export.PARITY_TOLERANCE, (key, report[key])
 
@@ -83,17 +91,18 @@ def test_int8_qdq_is_symmetric_and_agrees_with_fp32(exported, method, per_channe
     out = exported["root"] / f"encoder.{method}.{per_channel}.onnx"
     int8 = quantize_encoder(fp32, out, exported["calib"].features, method, per_channel)
     points = zero_points(int8)
-    assert len(points) >= 4, "expected Q/DQ pairs on the weights and activations of the trunk's Gemms"
+    assert len(points) == 2, "expected Q/DQ on the weight and the input activation of the one INT8 Gemm"
     assert all(np.all(v == 0) for v in points.values()), "TensorRT explicit quantization needs zero points of 0"
     assert {str(v.dtype) for v in points.values()} == {"int8"}
-    assert qdq_summary(int8)["quantize"] >= 2
+    assert qdq_summary(int8)["quantize"] == 1  # the activation; the weight is stored as int8
     heads = set(output_heads(fp32))  # the y and z heads stay float: they decide the label
     assert len(heads) == 2
     graph = onnx.load(str(int8)).graph
     dequantized = {out for n in graph.node if n.op_type == "DequantizeLinear" for out in n.output}
     gemms = {n.name: n.input[1] in dequantized for n in graph.node if n.op_type == "Gemm"}  # INT8 weights?
-    assert heads <= gemms.keys() and not any(gemms[h] for h in heads)
-    assert sum(gemms.values()) == len(gemms) - 2  # every other Gemm runs in INT8
+    first = set(input_layers(graph, "features"))  # the input layer stays float too (Int8Recipe)
+    assert heads <= gemms.keys() and not any(gemms[h] for h in heads | first) and len(first) == 1
+    assert sum(gemms.values()) == len(gemms) - 3  # every other Gemm runs in INT8
     held_out = exported["test"].x
     y32, _ = EncoderSession(fp32)(held_out)
     y8, _ = EncoderSession(int8)(held_out)
@@ -110,15 +119,74 @@ def test_calibration_methods_pick_different_ranges(exported, tmp_path):
             exported["onnx"] / "encoder.onnx", tmp_path / "q.onnx", features, method, percentile=90.0
         )
         model = onnx.load(str(path))
-        scales[method] = {
-            t.name: float(onnx.numpy_helper.to_array(t))
-            for t in model.graph.initializer
-            if t.name.endswith("Gemm_output_0_scale")
+        init = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+        scales[method] = {  # activation scales: one number per tensor (weight scales are per channel)
+            n.input[1]: float(init[n.input[1]]) for n in model.graph.node if n.op_type == "QuantizeLinear"
         }
     assert scales["minmax"] and scales["minmax"].keys() == scales["percentile"].keys()
     for method in ("percentile",):
         assert any(scales[method][k] < scales["minmax"][k] * 0.999 for k in scales["minmax"]), method
         assert all(scales[method][k] <= scales["minmax"][k] * 1.001 for k in scales["minmax"]), method
+
+
+def test_activation_qdq_only_feeds_int8_layers(exported, tmp_path):
+    """No Q/DQ between a Gemm and its ReLU, none on the way into the float heads: only INT8 layers' inputs."""
+    int8 = quantize_encoder(exported["onnx"] / "encoder.onnx", tmp_path / "q.onnx", exported["calib"].features)
+    graph = onnx.load(str(int8)).graph
+    producer = {out: n for n in graph.node for out in n.output}
+    users: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            users.setdefault(name, []).append(node)
+    quantized = [n for n in graph.node if n.op_type == "QuantizeLinear"]
+    assert quantized, "the INT8 copy must quantize something"
+    for q in quantized:
+        for dq in users[q.output[0]]:
+            for user in users[dq.output[0]]:
+                assert user.op_type == "Gemm" and producer[user.input[1]].op_type == "DequantizeLinear", q.input[0]
+    plain = quantize_encoder(
+        exported["onnx"] / "encoder.onnx", tmp_path / "p.onnx", exported["calib"].features, recipe=PLAIN_RECIPE
+    )
+    assert qdq_summary(plain)["quantize"] > qdq_summary(int8)["quantize"]  # the check above can fail
+
+
+@pytest.mark.parametrize("heads_float", [True, False])
+def test_equalization_keeps_the_float_function_bit_for_bit(exported, heads_float):
+    path = exported["onnx"] / "encoder.onnx"
+    fp32 = onnx.load(str(path))
+    rows = exported["test"].x
+    keep = output_heads(path) if heads_float else []  # float heads: only the chain into the INT8 Gemm is touched
+    equalized = equalize_relu_chains(fp32, exported["calib"].features, "features", 0.75, keep)
+    assert equalized is not None
+    before = {t.name: onnx.numpy_helper.to_array(t) for t in fp32.graph.initializer}
+    after = {t.name: onnx.numpy_helper.to_array(t) for t in equalized.graph.initializer}
+    changed = [k for k in before if not np.array_equal(before[k], after[k])]
+    # first Gemm's weight and bias, the second's weight (and without float heads its bias and the heads' weights)
+    assert len(changed) == (3 if heads_float else 6), changed
+    ratio = after[changed[0]] / np.where(before[changed[0]] == 0, 1, before[changed[0]])
+    assert np.all(np.log2(np.abs(ratio[before[changed[0]] != 0])) % 1 == 0)  # powers of two only
+    for a, b in zip(_run_all(fp32, rows), _run_all(equalized, rows), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert int8_error(fp32, equalized, rows, "features") == 0.0
+
+
+def _run_all(model, rows):
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, {"features": rows})
+
+
+def test_recipe_moves_int8_closer_to_fp32_on_held_out_rows(exported, tmp_path):
+    """Input layer float, Q/DQ at INT8 inputs only and equalization: closer to FP32 than onnxruntime's defaults."""
+    fp32_path = exported["onnx"] / "encoder.onnx"
+    calib, rows = exported["calib"].features, exported["test"].x
+    recipe = quantize_encoder(fp32_path, tmp_path / "r.onnx", calib)
+    plain = quantize_encoder(fp32_path, tmp_path / "p.onnx", calib, recipe=PLAIN_RECIPE)
+    assert equalize_alpha(recipe) in EQUALIZE_GRID and equalize_alpha(plain) is None
+    fp32 = onnx.load(str(fp32_path))
+    errors = {name: int8_error(fp32, onnx.load(str(p)), rows, "features") for name, p in (("r", recipe), ("p", plain))}
+    assert errors["r"] < 0.8 * errors["p"], errors
 
 
 def test_zero_point_check_catches_an_asymmetric_graph(exported, tmp_path):
