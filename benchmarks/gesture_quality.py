@@ -7,11 +7,13 @@ Trains on baron105 (11 gestures), tests on its held-out split and on kinivi's ev
 (another recorder, 4 matching classes; its other half joins the open-set rule's fit, see
 `hand_data.kinivi_halves`). The semi-supervised AAE sees 1, 5, 10 and 100 % of the training labels; a
 plain supervised MLP of the same size sees all of them. Goal: AAE at 10 % within 1 point of the MLP.
-Open set (the rule the product applies: the model card's confidence + reconstruction rule, as the
-edge decides it): a leave-one-class-out sweep over all 11 classes with all labels (what `python -m
+Open set (the rule the product applies: the model card's confidence + distance rule, as the edge
+decides it): a leave-one-class-out sweep over all 11 classes with all labels (what `python -m
 aae.gestures` trains), per held-out class the share flagged unknown and what the rest was taken for
 (near pairs such as ok / open_palm show here), and the share of known shapes rejected (baron105 test
 split; kinivi too). Goals: >= 80 % of held-out classes rejected on average, <= 5 % of known shapes.
+The same fold models are also scored with the previous rule (confidence + reconstruction error,
+refitted on the same fit rows), so the two are compared on identical models.
 `--sweep_epochs` trains the sweep's 11 models shorter when time is short (the JSON says so). Real media:
 MediaPipe + latentcast.features on the thumbs-up photos and the hand clip. Prints the figures and
 writes JSON (default runs/benchmarks/gesture_quality.json) plus confusion-matrix PNGs next to it.
@@ -201,17 +203,19 @@ def open_set_sweep(cfg: landmark_aae.FitConfig, holdout: Sequence[str], augment:
     for held in progress(holdout, desc="open set, leave one class out"):
         _, card, arrays = train_gestures(cfg, label_fraction=1.0, exclude_class=held, augment=augment)
         o, kept = card["open_set"], card["classes"]
-        decided = open_set.OpenSetRule.from_dict(o).decide(arrays["excluded_probs"], arrays["excluded_err"])
+        rule = open_set.OpenSetRule.from_dict(o)
+        decided = rule.decide(arrays["excluded_probs"], arrays["excluded_err"], arrays["excluded_x"])
         taken = [kept[i] for i in decided[decided != open_set.UNKNOWN]]
         names, counts = np.unique(taken, return_counts=True) if taken else ([], [])
         per_class[held] = {
             "unseen_rejected": o["held_out_class_unknown_rate"],
             "unseen_rejected_confidence_only": o["held_out_class_unknown_rate_confidence_only"],
+            "unseen_rejected_distance_only": _distance_only(rule, arrays["excluded_x"]),
             "unseen_taken_for": {str(n): round(int(c) / len(decided), 4) for n, c in zip(names, counts, strict=True)},
             "known_rejected": o["known_test_unknown_rate"],
             "kinivi_rejected": o.get("kinivi_unknown_rate"),
-            "rule": {k: o[k] for k in ("temperature", "min_confidence", "max_recon_error", "keep")},
-            "baron105_only_fit": _baron105_only(arrays),
+            "rule": {k: o[k] for k in ("temperature", "min_confidence", "max_distance", "max_recon_error", "keep")},
+            "previous_rule": _previous_rule(arrays),
         }
 
     def mean(key: str, block: str | None = None) -> float:
@@ -223,21 +227,28 @@ def open_set_sweep(cfg: landmark_aae.FitConfig, holdout: Sequence[str], augment:
         "unseen_rejected_mean": mean("unseen_rejected"),
         "known_rejected_mean": mean("known_rejected"),
         "kinivi_rejected_mean": mean("kinivi_rejected"),
-        "baron105_only_fit_means": {
-            k: mean(k, "baron105_only_fit") for k in ("unseen_rejected", "known_rejected", "kinivi_rejected")
+        "unseen_rejected_distance_only_mean": mean("unseen_rejected_distance_only"),
+        "previous_rule_means": {
+            k: mean(k, "previous_rule") for k in ("unseen_rejected", "known_rejected", "kinivi_rejected")
         },
         "goals": {"unseen_rejected_mean": ">= 0.80", "known_rejected_mean": "<= 0.05"},
         "per_class": per_class,
     }
 
 
-def _baron105_only(arrays: dict) -> dict:
-    """The same fold's model with the rule refitted on baron105's validation split alone (the old fit),
-    so the two-person fit's trade-off is measured on identical models."""
+def _distance_only(rule, x: np.ndarray) -> float | None:
+    """Share of rows the distance half alone rejects (None for a rule without one)."""
+    if rule.gaussians is None:
+        return None
+    return float(np.mean(rule.gaussians.distance(x) > np.float32(rule.max_distance)))
+
+
+def _previous_rule(arrays: dict) -> dict:
+    """The same fold's model with the previous rule (calibrated confidence + reconstruction error, no
+    distance half) refitted on the same fit rows, so the distance half is compared on identical models."""
     from latentcast import open_set
 
-    n = arrays["fit_rows_baron105"]
-    rule = open_set.fit_rule(arrays["fit_probs"][:n], arrays["fit_y"][:n], arrays["fit_err"][:n])
+    rule = open_set.fit_rule(arrays["fit_probs"], arrays["fit_y"], arrays["fit_err"])
 
     def rejected(name: str) -> float | None:
         if f"{name}_probs" not in arrays:
@@ -257,19 +268,24 @@ def print_open_set(result: dict) -> None:
         top = sorted(row["unseen_taken_for"].items(), key=lambda kv: -kv[1])[:3]
         print(
             f"open set, unseen {held:<12} rejected {row['unseen_rejected']:.3f} "
-            f"(confidence only {row['unseen_rejected_confidence_only']:.3f}); known rejected "
-            f"{row['known_rejected']:.3f}; taken for: {', '.join(f'{k} {v:.2f}' for k, v in top) or '-'}; "
-            f"baron105-only fit: rejected {row['baron105_only_fit']['unseen_rejected']:.3f}"
+            f"(confidence only {row['unseen_rejected_confidence_only']:.3f}, distance only "
+            f"{_fmt(row['unseen_rejected_distance_only'])}); known rejected {row['known_rejected']:.3f}, kinivi "
+            f"{_fmt(row['kinivi_rejected'])}; taken for: {', '.join(f'{k} {v:.2f}' for k, v in top) or '-'}; "
+            f"previous rule: rejected {row['previous_rule']['unseen_rejected']:.3f}"
         )
     print(
         f"open set mean: unseen rejected {result['unseen_rejected_mean']:.3f} (goal >= 0.80), known rejected "
         f"{result['known_rejected_mean']:.3f} (goal <= 0.05), kinivi rejected {result['kinivi_rejected_mean']:.3f}"
     )
-    old = result["baron105_only_fit_means"]
+    old = result["previous_rule_means"]
     print(
-        f"same models, rule fitted on baron105 validation only: unseen rejected {old['unseen_rejected']:.3f}, "
+        f"same models, previous rule (confidence + reconstruction): unseen rejected {old['unseen_rejected']:.3f}, "
         f"known rejected {old['known_rejected']:.3f}, kinivi rejected {old['kinivi_rejected']:.3f}"
     )
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 def print_report(report: dict) -> None:

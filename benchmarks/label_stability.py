@@ -213,8 +213,8 @@ class Product:
                 filt.reset()
                 continue
             smooth = filt(y[row], t / fps)[None]
-            ratio = verdict.recon_ratio[row] * rule.max_recon_error
-            out[t] = rule.judge(np.clip(smooth, 1e-12, 1.0), np.float32([ratio])).label[0]
+            novel = verdict.novelty_ratio is not None and verdict.novelty_ratio[row] > 1.0  # the feature halves
+            out[t] = UNKNOWN if novel else rule.judge(np.clip(smooth, 1e-12, 1.0)).label[0]
             row += 1
         return out
 
@@ -440,7 +440,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "goals": GOALS,
         "goal_met": verdicts,
         "model": str(args.gesture),
-        "open_set": {k: card["open_set"][k] for k in ("temperature", "min_confidence", "max_recon_error", "keep")},
+        "open_set": {
+            k: card["open_set"].get(k)
+            for k in ("temperature", "min_confidence", "max_distance", "max_recon_error", "keep")
+        },
         "hysteresis": asdict(config),
         "clips": results,
     }

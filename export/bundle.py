@@ -31,7 +31,7 @@ from export import landmark_models
 from export import onnx as onnx_export
 from export.quantize import METHODS, qdq_summary, quantize_encoder
 from latentcast import bundle as bundle_reader
-from latentcast import signing
+from latentcast import open_set, signing
 from latentcast.assets import resolve, sha256_of
 from latentcast.errors import UserError, run_cli
 from latentcast.features import FEATURE_SPEC_VERSION, check_feature_spec
@@ -98,6 +98,7 @@ def add_model(
     if not card_path.is_file():
         raise UserError(f"{model_dir} has no {onnx_export.MODEL_CARD}: train with python -m aae.gestures/expressions")
     card = json.loads(card_path.read_text())
+    open_set_halves = _open_set_halves(name, card)
     int8 = quantize_encoder(
         out / onnx_export.ENCODER_FILE, out / "encoder.int8.onnx", calib.features, method, per_channel
     )
@@ -110,6 +111,7 @@ def add_model(
         "code_dim": card.get("code_dim"),
         "feature_spec_version": card.get("feature_spec_version"),
         "onnx_parity": parity,
+        "open_set_halves": open_set_halves,
         "int8": {
             "method": method,
             "per_channel": per_channel,
@@ -118,6 +120,20 @@ def add_model(
             "on_calibration_rows": class_agreement(out / onnx_export.ENCODER_FILE, int8, calib.features),
         },
     }
+
+
+def _open_set_halves(name: str, card: dict) -> list[str]:
+    """The halves of the card's open-set rule the edge will apply; a malformed rule fails the build, not the edge."""
+    try:
+        rule = open_set.rule_from_block(card.get("open_set"), need_recon=True)
+    except ValueError as exc:
+        raise UserError(f"{name} model card: {exc}: retrain the model") from None
+    if rule is None:
+        return []
+    halves = ["confidence"]
+    halves += ["distance"] if rule.gaussians is not None else []
+    halves += ["reconstruction"] if rule.max_recon_error is not None else []
+    return halves
 
 
 def add_landmark_onnx(root: Path, int8: bool = True, videos: Sequence[Path] = ()) -> dict:

@@ -6,9 +6,10 @@ probabilities hover at a threshold. The per-frame verdict of the open-set rule i
 what a user needs is that it does not chatter. So:
 
 - enter a class when the frame's verdict has named it for `dwell_frames` frames in a row (its
-  calibrated probability above the rule's `min_confidence`, reconstruction within the threshold);
+  calibrated probability above the rule's `min_confidence`, novelty ratio <= 1: the distance and/or
+  reconstruction error within their thresholds, `Judgement.novelty_ratio`);
 - hold it while its calibrated probability stays above a lower `leave` threshold and the
-  reconstruction error within `recon_leave` x the rule's threshold, unless another class has taken
+  novelty ratio within `recon_leave` (named for the first such score; it applies to all), unless another class has taken
   the argmax with a passing verdict: inside that band an "unknown" verdict must last `hold_frames`
   frames before the label drops to unknown;
 - otherwise switch to whatever the verdict (a class or unknown) has said for `dwell_frames`
@@ -37,7 +38,7 @@ class HysteresisConfig:
     # blinking to unknown (fewest spurious switches of the grid with median latency <= 2).
     dwell_frames: int = 2  # k: frames a new verdict must hold before the label follows it
     leave_margin: float = 0.3  # leave threshold = enter threshold - margin (calibrated probability)
-    recon_leave: float = 3.0  # a held class is dropped when recon error > this x the rule's threshold
+    recon_leave: float = 3.0  # a held class is dropped when its novelty ratio (score / threshold) > this
     hold_frames: int = 6  # inside the band, frames of an "unknown" verdict before the label drops to unknown
 
     def __post_init__(self) -> None:
@@ -52,7 +53,7 @@ class HysteresisConfig:
 
 
 class LabelHysteresis:
-    """Per-frame (calibrated probabilities, reconstruction ratio) in, a steady label index out."""
+    """Per-frame (calibrated probabilities, novelty ratio) in, a steady label index out."""
 
     def __init__(self, enter: float, config: HysteresisConfig | None = None) -> None:
         self.config = config or HysteresisConfig()

@@ -1,12 +1,18 @@
 """Open-set decisions: a calibrated confidence and an 'unknown' verdict for shapes outside the classes.
 
-A softmax classifier always picks a class, even for a hand shape it never saw. Two cheap signals
-catch most of those, and the edge has both (docs/PROTOCOL.md, "Decision"):
+A softmax classifier always picks a class, even for a hand shape it never saw. Cheap signals catch
+many of those, and the edge has all their inputs (docs/PROTOCOL.md, "Decision"):
 
 1. confidence: the class probabilities after temperature scaling (Guo et al. 2017) so that "0.9"
    means right about 90 % of the time. Low max-probability -> unknown.
-2. reconstruction error: the AAE decoder rebuilds the features from (y, z); a shape far from the
-   training data rebuilds badly. High error -> unknown.
+2. distance (the gesture rule): the Mahalanobis distance of the input features to the nearest
+   known class's Gaussian (`ClassGaussians`, Lee et al. 2018, on the features rather than a
+   network layer), estimated on real known rows that travel in the model card. An unseen hand
+   shape sits between the classes in directions a class never varies in. On the input features,
+   so it is the same number whatever precision the encoder runs at.
+3. reconstruction error: the AAE decoder rebuilds the features from (y, z); a shape far from the
+   training data rebuilds badly. High error -> unknown. A weak score for hand shapes (an unseen
+   shape rebuilds about as well as a known one); cards without a distance half still use it.
 
 Fitting (`fit_rule`) uses REAL held-out rows only (recorder rows of the shared CSVs, real photos,
 recorded sessions); synthetic rows are all classified right and make a degenerate rule. The fit is
@@ -19,6 +25,7 @@ tests and the device agree bit for bit on the same inputs. numpy only: the edge 
 
 from __future__ import annotations
 
+import base64
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -31,6 +38,9 @@ UNKNOWN = -1
 UNKNOWN_NAME = "unknown"  # the label name for UNKNOWN (renderers draw nothing for it)
 TEMPERATURE_GRID = (0.05, 20.0)  # log-spaced search range; a fit on either end is an error
 MIN_FIT_ROWS = 10  # fewer real rows cannot place a quantile threshold
+# A ridge on each class covariance, as a share of its mean variance: a 42-D covariance of a few hundred
+# correlated landmark rows is near singular, and its smallest directions would make any new person "far".
+DISTANCE_SHRINKAGE = 0.01
 _EPS32 = np.float32(1e-12)
 
 
@@ -117,6 +127,106 @@ def reconstruction_error(x: np.ndarray, x_hat: np.ndarray) -> np.ndarray:
     return np.mean(diff * diff, axis=1, dtype=np.float32)
 
 
+@dataclass(eq=False)
+class ClassGaussians:
+    """Per known class a mean and a whitening matrix of the input features (the distance half's reference).
+
+    distance(x) = min over classes k of |(x - mean_k) @ whitener_k|, the Mahalanobis distance to the
+    nearest class, with whitener_k @ whitener_k.T = inverse (shrunk) covariance of class k. Stored as
+    float32 and computed in float32 row by row (no BLAS: the same row gives the same bits in any batch).
+    """
+
+    means: np.ndarray  # [K, D] float32
+    whiteners: np.ndarray  # [K, D, D] float32 (lower Cholesky factor of each class's precision)
+    shrinkage: float = DISTANCE_SHRINKAGE
+
+    def __post_init__(self) -> None:
+        self.means = np.ascontiguousarray(self.means, dtype=np.float32)
+        self.whiteners = np.ascontiguousarray(self.whiteners, dtype=np.float32)
+        k, d = self.means.shape
+        if self.whiteners.shape != (k, d, d):
+            raise ValueError(f"class_gaussians: whiteners have shape {self.whiteners.shape}, means {self.means.shape}")
+        if not (np.isfinite(self.means).all() and np.isfinite(self.whiteners).all()):
+            raise ValueError("class_gaussians hold non-finite numbers")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ClassGaussians):
+            return NotImplemented
+        return (
+            self.shrinkage == other.shrinkage
+            and np.array_equal(self.means, other.means)
+            and np.array_equal(self.whiteners, other.whiteners)
+        )
+
+    def distance(self, features: np.ndarray) -> np.ndarray:
+        """[N, D] features -> [N] float32 Mahalanobis distance to the nearest class."""
+        x = np.atleast_2d(np.asarray(features, dtype=np.float32))
+        if x.shape[1] != self.means.shape[1]:
+            raise ValueError(f"features have {x.shape[1]} columns, the open-set rule's Gaussians {self.means.shape[1]}")
+        diff = x[:, None, :] - self.means[None, :, :]  # [N, K, D]
+        white = np.einsum("nkd,kde->nke", diff, self.whiteners)  # float32, no BLAS
+        d2 = np.einsum("nke,nke->nk", white, white)
+        return np.sqrt(d2.min(axis=1)).astype(np.float32)
+
+    def to_dict(self) -> dict:
+        k, d = self.means.shape
+        return {
+            "classes": k,
+            "dim": d,
+            "shrinkage": self.shrinkage,
+            "dtype": "float32 little-endian, base64",
+            "means": _pack(self.means),
+            "whiteners": _pack(self.whiteners),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> ClassGaussians:
+        try:
+            k, d = int(data["classes"]), int(data["dim"])
+            means = _unpack(data["means"], (k, d))
+            whiteners = _unpack(data["whiteners"], (k, d, d))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"open_set class_gaussians are malformed ({exc})") from None
+        return cls(means, whiteners, float(data.get("shrinkage", DISTANCE_SHRINKAGE)))
+
+
+def _pack(array: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(array, dtype="<f4").tobytes()).decode("ascii")
+
+
+def _unpack(text: str, shape: tuple[int, ...]) -> np.ndarray:
+    raw = np.frombuffer(base64.b64decode(text, validate=True), dtype="<f4")
+    if raw.size != int(np.prod(shape)):
+        raise ValueError(f"{raw.size} numbers where {shape} needs {int(np.prod(shape))}")
+    return raw.reshape(shape).astype(np.float32)
+
+
+def fit_gaussians(
+    x: np.ndarray, y: np.ndarray, n_classes: int, shrinkage: float = DISTANCE_SHRINKAGE, what: str = "rows"
+) -> ClassGaussians:
+    """Class means and whitened (ridge-shrunk) inverse covariances of known rows `x` [N, D] with labels `y`.
+
+    Estimated in float64, stored in float32. Every class needs at least `MIN_FIT_ROWS` rows, or the
+    fit is an `OpenSetFitError` (a class without rows would be "unknown" wherever it appears).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.int64)
+    means, whiteners = [], []
+    for k in range(n_classes):
+        rows = x[y == k]
+        if len(rows) < MIN_FIT_ROWS:
+            raise OpenSetFitError(
+                f"{what}: class {k} has {len(rows)} rows, the distance half needs at least {MIN_FIT_ROWS} per class: "
+                "record more rows of that class"
+            )
+        cov = np.cov(rows.T)
+        d = cov.shape[0]
+        cov = (1.0 - shrinkage) * cov + shrinkage * (np.trace(cov) / d) * np.eye(d)
+        means.append(rows.mean(axis=0))
+        whiteners.append(np.linalg.cholesky(np.linalg.inv(cov)))
+    return ClassGaussians(np.asarray(means), np.asarray(whiteners), shrinkage)
+
+
 @dataclass
 class Judgement:
     """The rule's per-row verdict: what the edge publishes per part (docs/PROTOCOL.md)."""
@@ -126,66 +236,107 @@ class Judgement:
     confidence: np.ndarray  # [N] float32: calibrated max-probability
     unknown: np.ndarray  # [N] bool
     recon_ratio: np.ndarray | None  # [N] float32 reconstruction error / max_recon_error (None: not measured)
+    distance_ratio: np.ndarray | None = None  # [N] float32 distance / max_distance (None: not measured)
+
+    @property
+    def novelty_ratio(self) -> np.ndarray | None:
+        """[N] the worse of the measured score / threshold ratios (> 1: a novelty half said unknown), or None."""
+        ratios = [r for r in (self.recon_ratio, self.distance_ratio) if r is not None]
+        if not ratios:
+            return None
+        return ratios[0] if len(ratios) == 1 else np.maximum(*ratios)
 
 
 @dataclass
 class OpenSetRule:
-    """'unknown' when calibrated max-probability < min_confidence or reconstruction error > max_recon_error."""
+    """'unknown' when calibrated max-probability < min_confidence, distance to the nearest class > max_distance
+    or reconstruction error > max_recon_error (a half whose threshold is null is left out)."""
 
     temperature: float
     min_confidence: float
-    max_recon_error: float | None  # None: no reconstruction half (no held-out real rows to fit it on)
-    keep: float  # share of held-out known rows the whole rule keeps (each threshold rejects half the rest)
+    max_recon_error: float | None  # None: no reconstruction half
+    keep: float  # share of held-out known rows the whole rule keeps (each half rejects an equal share of the rest)
+    max_distance: float | None = None  # None: no distance half
+    gaussians: ClassGaussians | None = None  # the distance half's reference (with max_distance)
+
+    def __post_init__(self) -> None:
+        if (self.max_distance is None) != (self.gaussians is None):
+            raise ValueError("open_set max_distance and class_gaussians come together (both or neither)")
 
     def confidence(self, probs: np.ndarray) -> np.ndarray:
         return apply_temperature(probs, self.temperature)
 
-    def judge(self, probs: np.ndarray, recon_error: np.ndarray | None = None) -> Judgement:
-        """The float32 verdict for each row of `probs` [N, K] (and its reconstruction error [N], if known)."""
+    def judge(
+        self, probs: np.ndarray, recon_error: np.ndarray | None = None, features: np.ndarray | None = None
+    ) -> Judgement:
+        """The float32 verdict for each row of `probs` [N, K] (with its reconstruction error [N] and its
+        input features [N, D] where known: a half whose input is not given is not applied)."""
         calibrated = self.confidence(probs)
         confidence = calibrated.max(axis=1)
         unknown = confidence < np.float32(self.min_confidence)
-        ratio = None
+        ratio = distance_ratio = None
         if recon_error is not None and self.max_recon_error is not None:
             err = np.asarray(recon_error, dtype=np.float32).reshape(-1)
             unknown |= err > np.float32(self.max_recon_error)
             ratio = err / np.float32(self.max_recon_error)
+        if features is not None and self.gaussians is not None:
+            distance = self.gaussians.distance(features)
+            unknown |= distance > np.float32(self.max_distance)
+            distance_ratio = distance / np.float32(self.max_distance)
         label = np.where(unknown, UNKNOWN, calibrated.argmax(axis=1))
-        return Judgement(calibrated, label, confidence, unknown, ratio)
+        return Judgement(calibrated, label, confidence, unknown, ratio, distance_ratio)
 
-    def decide(self, probs: np.ndarray, recon_error: np.ndarray | None = None) -> np.ndarray:
+    def decide(
+        self, probs: np.ndarray, recon_error: np.ndarray | None = None, features: np.ndarray | None = None
+    ) -> np.ndarray:
         """Predicted class per row, or UNKNOWN (-1)."""
-        return self.judge(probs, recon_error).label
+        return self.judge(probs, recon_error, features).label
+
+    @property
+    def needs_features(self) -> bool:
+        """True when a half needs the input features (distance or reconstruction): only the edge has them."""
+        return self.gaussians is not None or self.max_recon_error is not None
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "rule": type(self).__doc__.strip(), "unknown_label": UNKNOWN, "arithmetic": "float32"}
+        out = {k: v for k, v in asdict(self).items() if k != "gaussians"}
+        out["class_gaussians"] = None if self.gaussians is None else self.gaussians.to_dict()
+        rule = " ".join(type(self).__doc__.split())
+        return {**out, "rule": rule, "unknown_label": UNKNOWN, "arithmetic": "float32"}
 
     @classmethod
     def from_dict(cls, data: Mapping) -> OpenSetRule:
+        gaussians = data.get("class_gaussians")
+        max_distance = data.get("max_distance")
         return cls(
             temperature=float(data["temperature"]),
             min_confidence=float(data["min_confidence"]),
             max_recon_error=None if data["max_recon_error"] is None else float(data["max_recon_error"]),
             keep=float(data["keep"]),
+            max_distance=None if max_distance is None else float(max_distance),
+            gaussians=None if gaussians is None else ClassGaussians.from_dict(gaussians),
         )
 
 
 def fit_rule(
     probs: np.ndarray,
     labels: np.ndarray,
-    recon_error: np.ndarray,
+    recon_error: np.ndarray | None,
     keep: float = 0.95,
     what: str = "rows",
     recon: bool = True,
+    distance: np.ndarray | None = None,
+    gaussians: ClassGaussians | None = None,
 ) -> OpenSetRule:
-    """Fit temperature and both thresholds on REAL held-out known-class rows (`what` names them in errors).
+    """Fit temperature and the thresholds on REAL held-out known-class rows (`what` names them in errors).
 
-    The whole rule keeps at least `keep` of the rows: each threshold alone rejects (1 - keep) / 2 of
-    them (quantiles of their float32 scores; the Bonferroni split, since the two overlap). Raises
+    The whole rule keeps at least `keep` of the rows: each of its h halves alone rejects (1 - keep) / h
+    of them (quantiles of their float32 scores; the Bonferroni split, since the halves overlap). Raises
     `OpenSetFitError` for too few rows, a temperature on the grid's edge, or a degenerate threshold.
-    `recon=False` leaves the reconstruction half out (max_recon_error None) and gives the confidence
-    threshold all of the (1 - keep): for rows the model was trained on, whose reconstruction errors
-    say nothing about a new person's (expressions: in-sample photos rebuild 5-25 x better).
+    `recon=False` leaves the reconstruction half out (max_recon_error None): for rows the model was
+    trained on, whose reconstruction errors say nothing about a new person's (expressions: in-sample
+    photos rebuild 5-25 x better), or when the distance half replaces it (gestures). `distance` [N]:
+    each row's distance to `gaussians` (estimated WITHOUT that row: see aae/gestures.py) adds the
+    distance half.
     """
     labels = np.asarray(labels, dtype=np.int64)
     if len(labels) < MIN_FIT_ROWS:
@@ -195,11 +346,14 @@ def fit_rule(
         )
     if not 0.5 < keep < 1.0:
         raise OpenSetFitError(f"--keep {keep} must be between 0.5 and 1 (the share of known rows kept)")
+    if (distance is None) != (gaussians is None):
+        raise ValueError("fit_rule: the distance half needs both the rows' distances and the class Gaussians")
     try:
         temperature = fit_temperature(probs, labels)
     except OpenSetFitError as exc:
         raise OpenSetFitError(f"{what}: {exc}") from None
-    each = 1.0 - (1.0 - keep) / 2.0 if recon else keep  # the share each threshold keeps
+    halves = 1 + int(recon) + int(distance is not None)
+    each = 1.0 - (1.0 - keep) / halves  # the share each threshold keeps
     confidence = apply_temperature(probs, temperature).max(axis=1)
     min_confidence = _f32(np.quantile(confidence, 1.0 - each))
     k = np.asarray(probs).shape[1]
@@ -213,16 +367,32 @@ def fit_rule(
             f"{what}: the fitted confidence threshold {min_confidence!r} is degenerate (it must lie between chance "
             f"1/{k} and 1, or it rejects nothing or everything): fit on more varied real rows"
         )
-    if not recon:
-        return OpenSetRule(temperature=temperature, min_confidence=min_confidence, max_recon_error=None, keep=keep)
-    err = np.asarray(recon_error, dtype=np.float32)
-    max_recon = _f32(np.quantile(err, each))
-    if not (np.isfinite(max_recon) and max_recon > 0.0):
+    max_recon = None
+    if recon:
+        max_recon = _positive_quantile(recon_error, each, what, "reconstruction", "check the rows and the decoder")
+    max_distance = None
+    if distance is not None:
+        if len(distance) != len(labels):
+            raise ValueError(f"fit_rule: {len(distance)} distances for {len(labels)} rows")
+        max_distance = _positive_quantile(distance, each, what, "distance", "check the rows and the class Gaussians")
+    return OpenSetRule(
+        temperature=temperature,
+        min_confidence=min_confidence,
+        max_recon_error=max_recon,
+        keep=keep,
+        max_distance=max_distance,
+        gaussians=gaussians,
+    )
+
+
+def _positive_quantile(scores: np.ndarray | None, share: float, what: str, name: str, fix: str) -> float:
+    """The float32 `share` quantile of `scores`, which must be a positive finite number (else a fit error)."""
+    value = float("nan") if scores is None else _f32(np.quantile(np.asarray(scores, dtype=np.float32), share))
+    if not (np.isfinite(value) and value > 0.0):
         raise OpenSetFitError(
-            f"{what}: the fitted reconstruction threshold {max_recon!r} is degenerate (it must be a positive "
-            "number): check the rows and the decoder"
+            f"{what}: the fitted {name} threshold {value!r} is degenerate (it must be a positive number): {fix}"
         )
-    return OpenSetRule(temperature=temperature, min_confidence=min_confidence, max_recon_error=max_recon, keep=keep)
+    return value
 
 
 def unknown_rate(decisions: np.ndarray) -> float:
@@ -234,7 +404,9 @@ def rule_from_block(open_set_block: Mapping | None, need_recon: bool = False) ->
 
     None or an empty block means no rule. A block needs "temperature" (> 0) and "min_confidence";
     "max_recon_error" too when `need_recon` (the edge, which has the features and the decoder): a
-    positive number, or null for a rule without a reconstruction half.
+    positive number, or null for a rule without a reconstruction half. "max_distance" (a positive
+    number) and "class_gaussians" are optional and come together (the distance half; older cards
+    have neither).
     """
     if not open_set_block:
         return None
@@ -249,11 +421,19 @@ def rule_from_block(open_set_block: Mapping | None, need_recon: bool = False) ->
     max_recon = None if raw is None else float(raw)
     if need_recon and max_recon is not None and not (np.isfinite(max_recon) and max_recon > 0):
         raise ValueError(f"open_set max_recon_error must be a positive number or null, not {max_recon}")
+    raw_distance, raw_gaussians = open_set_block.get("max_distance"), open_set_block.get("class_gaussians")
+    if (raw_distance is None) != (raw_gaussians is None):
+        raise ValueError("open_set max_distance and class_gaussians come together (both or neither)")
+    max_distance = None if raw_distance is None else float(raw_distance)
+    if max_distance is not None and not (np.isfinite(max_distance) and max_distance > 0):
+        raise ValueError(f"open_set max_distance must be a positive number or null, not {max_distance}")
     return OpenSetRule(
         temperature=temperature,
         min_confidence=float(open_set_block["min_confidence"]),
         max_recon_error=max_recon,
         keep=float(open_set_block.get("keep", np.nan)),
+        max_distance=max_distance,
+        gaussians=None if raw_gaussians is None else ClassGaussians.from_dict(raw_gaussians),
     )
 
 
@@ -269,7 +449,7 @@ def confident_label(
 
     Only for protocol v1 messages, which carry no edge decision: the temperature-scaled
     max-probability is the confidence, and the label is `UNKNOWN_NAME` below min_confidence (the
-    reconstruction half needs the features, which only the edge has). Without a block: the argmax
+    distance and reconstruction halves need the features, which only the edge has). Without a block: the argmax
     class and its raw probability.
     """
     p = np.asarray(probs, dtype=np.float32).reshape(1, -1)

@@ -75,6 +75,33 @@ def test_float32_decision_is_equal_across_torch_onnx_fp32_and_onnx_int8(gesture)
     assert np.mean(int8.label == torch_labels) >= 0.95
 
 
+def test_the_distance_half_decides_the_same_across_torch_onnx_fp32_and_onnx_int8(gesture):
+    """The gesture rule's distance half is measured on the input features: the same bits on every path."""
+    from aae import landmark_aae
+    from calibration.sets import hand_split
+
+    pool, _ = hand_split()
+    held = np.random.default_rng(0).permutation(len(pool))[800:1400]
+    ref = np.setdiff1d(np.arange(len(pool)), held)
+    gaussians = open_set.fit_gaussians(pool.x[ref], pool.y[ref], len(pool.classes), what="baron105 rows")
+    probs, _ = landmark_aae.reconstruction_error(gesture["model"], pool.x[held])
+    rule = open_set.fit_rule(
+        probs, pool.y[held], None, recon=False, distance=gaussians.distance(pool.x[held]), gaussians=gaussians
+    )
+    x, _ = fixed_rows(gesture["test"])
+    torch_probs, _ = landmark_aae.reconstruction_error(gesture["model"], x)
+    torch_verdict = rule.judge(torch_probs, None, x)
+    judge = PartJudge(rule, DecoderSession(gesture["onnx"] / "decoder.onnx"))
+    for name in ("encoder.onnx", "encoder.int8.onnx"):
+        y, z = EncoderSession(gesture["onnx"] / name)(x)
+        verdict = judge(x, y, z)
+        np.testing.assert_array_equal(verdict.distance_ratio, torch_verdict.distance_ratio)
+        clear = np.abs(verdict.confidence - rule.min_confidence) > (0.0 if name == "encoder.onnx" else 0.05)
+        assert clear.mean() > 0.8
+        np.testing.assert_array_equal(verdict.label[clear], torch_verdict.label[clear])
+    assert 0 < np.mean(torch_verdict.distance_ratio > 1.0) < 0.5  # the distance half decides some rows here
+
+
 def test_a_real_gesture_change_switches_within_the_dwell_and_holds(gesture):
     """Real rows: 30 frames of one class, then 30 of another (both decided known by the rule)."""
     rule = open_set.OpenSetRule.from_dict(gesture["card"]["open_set"])

@@ -100,8 +100,26 @@ def test_open_set_flags_out_of_class_shapes_more_than_known_ones(quick_model):
     flagged = {}
     for name, x in (("known", known), ("strange", strange)):
         probs, err = landmark_aae.reconstruction_error(model, x)
-        flagged[name] = open_set.unknown_rate(rule.decide(probs, err))
+        flagged[name] = open_set.unknown_rate(rule.decide(probs, err, x))
     assert flagged["strange"] > flagged["known"] + 0.5, flagged
+
+
+def test_the_distance_half_is_carried_in_the_card_and_fitted_on_rows_it_never_saw(quick_model):
+    _, card, arrays = quick_model
+    block = card["open_set"]
+    assert block["max_recon_error"] is None and block["max_distance"] > 0
+    assert block["class_gaussians"]["classes"] == len(card["classes"]) == 11
+    rule = open_set.OpenSetRule.from_dict(block)
+    # the fit rows' distances are cross-fitted: larger than their distance to Gaussians that hold them
+    in_sample = rule.gaussians.distance(arrays["fit_x"])
+    kinivi = slice(arrays["fit_rows_baron105"], None)
+    assert np.median(arrays["fit_distance"][kinivi]) > 1.05 * np.median(in_sample[kinivi])
+    np.testing.assert_array_equal(  # validation rows are never in the Gaussians: the same distance
+        arrays["fit_distance"][: arrays["fit_rows_baron105"]], in_sample[: arrays["fit_rows_baron105"]]
+    )
+    # the whole rule keeps about `keep` of its fit rows (each of the two halves rejects half the rest)
+    fit_unknown = np.mean(rule.decide(arrays["fit_probs"], None, arrays["fit_x"]) == open_set.UNKNOWN)
+    assert fit_unknown <= 1 - block["keep"] + 1e-9
 
 
 def test_temperature_scaling_fixes_overconfidence():

@@ -290,7 +290,8 @@ def test_the_card_block_and_the_small_helpers():
     rule = OpenSetRule(1.5, 0.4, 0.03, 0.95)
     block = rule.to_dict()
     assert block == {"temperature": 1.5, "min_confidence": 0.4, "max_recon_error": 0.03, "keep": 0.95,
-                     "rule": OpenSetRule.__doc__.strip(), "unknown_label": -1, "arithmetic": "float32"}  # fmt: skip
+                     "max_distance": None, "class_gaussians": None, "rule": " ".join(OpenSetRule.__doc__.split()),
+                     "unknown_label": -1, "arithmetic": "float32"}  # fmt: skip
     back = OpenSetRule.from_dict(block)
     assert back == rule
     assert np.isnan(open_set.unknown_rate(np.array([], np.int64)))
