@@ -7,10 +7,11 @@
 
 Without --gesture/--expression it benchmarks the models the demo ships (`scripts/demo.py` trains
 them into runs/models/ with the default CLIs). The INT8 file is the one the bundle ships: symmetric
-QDQ, per-channel weights, output heads and input layer float, Q/DQ only at INT8 layers' inputs,
-channels equalized (export/quantize.py, `Int8Recipe`). For comparison: `--int8_heads` and
-`--int8_input_layer` quantize those layers too, `--all_qdq` keeps every Q/DQ onnxruntime writes,
-`--no_equalize` skips the equalization, `--one_person_calib` calibrates on baron105 alone.
+QDQ, per-channel weights, `export.int8_recipe.ENCODER_RECIPE` (output heads and input layer float,
+Q/DQ only at INT8 layers' inputs, channels equalized, ReLU outputs centred). For comparison:
+`--int8_heads` and `--int8_input_layer` quantize those layers too, `--all_qdq` keeps every Q/DQ
+onnxruntime writes, `--no_equalize` and `--no_center` skip those steps, `--one_person_calib`
+calibrates on baron105 alone.
 
 For each model: export FP32 ONNX, quantize it (symmetric QDQ, each calibration method) on the
 calibration rows, then score on held-out real features the calibration never saw:
@@ -263,6 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--all_qdq", action="store_true", help="keep every Q/DQ onnxruntime writes (default: inputs of INT8 layers)"
     )
     parser.add_argument("--no_equalize", action="store_true", help="skip the channel equalization (default: on)")
+    parser.add_argument("--no_center", action="store_true", help="quantize ReLU outputs uncentred (default: centred)")
     parser.add_argument(
         "--one_person_calib", action="store_true", help="calibrate hand models on baron105 only (default: + kinivi fit)"
     )
@@ -289,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 Path(scratch),
                 not args.per_tensor,
                 not args.int8_heads,
-                Int8Recipe(not args.int8_input_layer, not args.all_qdq, not args.no_equalize),
+                Int8Recipe(not args.int8_input_layer, not args.all_qdq, not args.no_equalize, not args.no_center),
                 not args.one_person_calib,
             )
             print_table(name, results[name])

@@ -7,7 +7,9 @@ export.quantize applies `ENCODER_RECIPE` to the encoders (docs/EXPORT.md, "INT8 
   layer reaches the float heads in float;
 - each Gemm -> ReLU -> Gemm chain is equalized first (`equalize_relu_chains`): an exact power-of-two
   rescaling of the hidden channels, so the one per-tensor activation scale fits every channel better,
-  with the strength picked per model on the calibration rows (`EQUALIZE_GRID`, `int8_error`).
+  with the strength picked per model on the calibration rows (`EQUALIZE_GRID`, `int8_error`);
+- those chains' ReLU outputs are centred before they are quantized (`center_relu_ranges`, then
+  `refold_centre`): a non-negative tensor otherwise uses only half of the symmetric int8 range.
 Each was measured on the demo's gesture model with benchmarks/encoder_bench.py (docs/RESULTS.md).
 """
 
@@ -36,15 +38,18 @@ class Int8Recipe:
     where int8 rounding moved the label most; 42 x 256 of the encoder's 42 x 256 + 256 x 256 products).
     weighted_inputs_only: Q/DQ only where they feed an INT8 layer (`strip_unweighted_qdq`).
     equalize: Gemm -> ReLU -> Gemm chains equalized, strength picked on the calibration rows (`EQUALIZE_GRID`).
+    center_relu: those chains' hidden tensors centred before quantizing (`center_relu_ranges`).
     """
 
     float_input_layer: bool = True
     weighted_inputs_only: bool = True
     equalize: bool = True
+    center_relu: bool = True
 
 
 ENCODER_RECIPE = Int8Recipe()
-PLAIN_RECIPE = Int8Recipe(False, False, False)  # onnxruntime's placement as is (what the landmark models measured)
+# onnxruntime's placement as is: what the landmark models (conv nets) were measured with
+PLAIN_RECIPE = Int8Recipe(False, False, False, False)
 
 
 def input_layers(graph, input_name: str) -> list[str]:
@@ -218,3 +223,72 @@ def equalize_alpha(path: str | Path) -> float | None:
 
     value = model_props(onnx.load(str(path))).get(EQUALIZE_KEY)
     return None if value in (None, "None") else float(value)
+
+
+def center_relu_ranges(model, features: np.ndarray, input_name: str, keep_float: Sequence[str] = ()):
+    """A copy of `model` where each Gemm -> ReLU -> Gemm chain's hidden tensor is centred before it is
+    quantized; None if it has none.
+
+    Why: a ReLU output is never negative, so a symmetric int8 scale spends its sign bit on nothing (0..127
+    of -127..127). With c = half the tensor's largest value on `features`, ReLU(a) - c = Clip(a - c, min=-c)
+    spans [-c, c]: the same symmetric int8 scale is twice as fine. The shift is folded into biases, so the
+    float function is unchanged (up to float rounding): the first Gemm's bias loses c, the ReLU becomes a
+    Clip at -c (TensorRT fuses Gemm + Clip as it fuses Gemm + ReLU), and each next Gemm's bias gains W @ c.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    graph = out.graph
+    chains = _relu_chains(graph, keep_float)
+    if not chains:
+        return None
+    init = {t.name: t for t in graph.initializer}
+    acts = _run(model, features, input_name, [relu.output[0] for _, relu, _ in chains])
+    for (gemm, relu, nxt), hidden in zip(chains, acts, strict=True):
+        c = np.float32(np.abs(hidden).max() / 2)
+        bias = numpy_helper.to_array(init[gemm.input[2]]) - c
+        init[gemm.input[2]].CopyFrom(numpy_helper.from_array(bias.astype(np.float32), gemm.input[2]))
+        for node in nxt:
+            weight = numpy_helper.to_array(init[node.input[1]]).astype(np.float64)
+            shifted = numpy_helper.to_array(init[node.input[2]]) + weight.sum(axis=1) * float(c)
+            init[node.input[2]].CopyFrom(numpy_helper.from_array(shifted.astype(np.float32), node.input[2]))
+        floor = f"{relu.output[0]}_center_floor"
+        graph.initializer.append(numpy_helper.from_array(np.asarray(-c, np.float32), floor))
+        clip = onnx.helper.make_node("Clip", [relu.input[0], floor], list(relu.output), name=f"{relu.name}_centered")
+        index = list(graph.node).index(relu)
+        graph.node.remove(relu)
+        graph.node.insert(index, clip)
+    onnx.checker.check_model(out)
+    return out
+
+
+def refold_centre(quantized, source):
+    """After quantizing a `center_relu_ranges` graph: fold each centre into the next INT8 Gemms' biases with
+    the weights those Gemms really use (their int8 values times scale) instead of the float ones.
+
+    Why: the float fold adds W @ c, the INT8 Gemm subtracts W_int8 @ c; the difference (W_int8 - W) @ c
+    would hit every row (most of a ReLU output is 0, i.e. -c after centring), where uncentred the
+    weight rounding only meets the few active units. Returns `quantized`, edited in place.
+    """
+    from onnx import numpy_helper
+
+    graph = quantized.graph
+    init = {t.name: t for t in graph.initializer}
+    src = {t.name: t for t in source.graph.initializer}
+    producer = {out: node for node in graph.node for out in node.output}
+    consumers = _consumers(graph)
+    for clip in [n for n in graph.node if n.op_type == "Clip" and n.name.endswith("_centered")]:
+        c = -float(numpy_helper.to_array(init[clip.input[1]]))
+        for q in [n for n in consumers.get(clip.output[0], []) if n.op_type == "QuantizeLinear"]:
+            for dq in consumers.get(q.output[0], []):
+                for gemm in consumers.get(dq.output[0], []):
+                    weight = producer[gemm.input[1]]  # DequantizeLinear(int8, scale, zero point 0)
+                    ints = numpy_helper.to_array(init[weight.input[0]]).astype(np.float64)
+                    scale = numpy_helper.to_array(init[weight.input[1]]).astype(np.float64)
+                    used = ints * (scale[:, None] if scale.ndim else scale)
+                    float_w = numpy_helper.to_array(src[weight.input[0].removesuffix("_quantized")]).astype(np.float64)
+                    bias = numpy_helper.to_array(init[gemm.input[2]]) + (used - float_w).sum(axis=1) * c
+                    init[gemm.input[2]].CopyFrom(numpy_helper.from_array(bias.astype(np.float32), gemm.input[2]))
+    return quantized

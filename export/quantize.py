@@ -13,7 +13,7 @@ What stays float, and how the rest is made to agree with FP32 (docs/EXPORT.md, "
 the output heads, i.e. the layers whose result is a graph output directly or through the softmax
 (`output_heads`: tiny, hidden x K and hidden x C, and they decide the label), and what the recipe of
 export.int8_recipe adds (`Int8Recipe`: input layer float, Q/DQ only at INT8 layers' inputs, channels
-equalized). Entropy calibration was dropped: on real rows it clipped the long activation tails and
+equalized, ReLU outputs centred). Entropy calibration was dropped: on real rows it clipped the long activation tails and
 agreed with FP32 on only 94-97 % of rows, against 99+ % for MinMax (docs/RESULTS.md).
 """
 
@@ -33,10 +33,12 @@ from export.int8_recipe import (
     EQUALIZE_GRID,
     EQUALIZE_KEY,
     Int8Recipe,
+    center_relu_ranges,
     equalize_relu_chains,
     input_layers,
     int8_error,
     model_props,
+    refold_centre,
     strip_unweighted_qdq,
 )
 from latentcast.errors import UserError, run_cli
@@ -99,9 +101,9 @@ def quantize_encoder(
 
     `float_heads` keeps the output heads (`output_heads`) in float: they are tiny and decide the label.
     `float_nodes` names more nodes to keep float (a caller that knows its graph's heads, e.g. the landmark models).
-    `recipe` (`Int8Recipe`): the input layer float, Q/DQ only where they feed an INT8 layer, and with
-    `equalize` every strength of `EQUALIZE_GRID` is tried and the INT8 copy closest to FP32 on `features`
-    (`int8_error`) kept, its strength recorded in the model's metadata (`EQUALIZE_KEY`).
+    `recipe` (`Int8Recipe`): the input layer float, Q/DQ only where they feed an INT8 layer, ReLU outputs
+    centred, and with `equalize` every strength of `EQUALIZE_GRID` is tried and the INT8 copy closest to
+    FP32 on `features` (`int8_error`) kept, its strength recorded in the model's metadata (`EQUALIZE_KEY`).
     Ranges are computed here with onnxruntime's own calibrator (so the method's settings are ours, see
     `calibrator_options`) and handed to `quantize_static` as its calibration cache.
     """
@@ -124,6 +126,8 @@ def quantize_encoder(
             candidate = fp32 if alpha is None else equalize_relu_chains(fp32, features, input_name, alpha, keep_float)
             if candidate is None:  # no chain to equalize: the other strengths would give the same graph
                 continue
+            if recipe.center_relu:
+                candidate = center_relu_ranges(candidate, features, input_name, keep_float) or candidate
             source = Path(scratch) / f"source.{alpha}.onnx"
             onnx.save(candidate, str(source))
             quantized = _quantize_static(
@@ -138,6 +142,8 @@ def quantize_encoder(
                 keep_float,
                 scratch,
             )
+            if recipe.center_relu:
+                quantized = refold_centre(quantized, candidate)
             if recipe.weighted_inputs_only:
                 quantized = strip_unweighted_qdq(quantized)
             error = int8_error(fp32, quantized, features, input_name) if equalize else 0.0

@@ -13,6 +13,8 @@ from export import onnx as onnx_export
 from export.int8_recipe import (
     EQUALIZE_GRID,
     PLAIN_RECIPE,
+    Int8Recipe,
+    center_relu_ranges,
     equalize_alpha,
     equalize_relu_chains,
     input_layers,
@@ -111,12 +113,18 @@ def test_int8_qdq_is_symmetric_and_agrees_with_fp32(exported, method, per_channe
 
 
 def test_calibration_methods_pick_different_ranges(exported, tmp_path):
-    """Percentile must really differ from minmax (a cut below the maximum)."""
+    """Percentile must really differ from minmax (a cut below the maximum). Uncentred: a centred ReLU
+    output has half its values at -c, so a percentile of |x| is c there, the minmax range."""
     scales = {}
     for method in METHODS:
         features = exported["calib"].features
         path = quantize_encoder(
-            exported["onnx"] / "encoder.onnx", tmp_path / "q.onnx", features, method, percentile=90.0
+            exported["onnx"] / "encoder.onnx",
+            tmp_path / "q.onnx",
+            features,
+            method,
+            percentile=90.0,
+            recipe=Int8Recipe(center_relu=False),
         )
         model = onnx.load(str(path))
         init = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
@@ -175,6 +183,40 @@ def _run_all(model, rows):
 
     session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     return session.run(None, {"features": rows})
+
+
+def test_centring_keeps_the_float_function_and_uses_the_sign_bit(exported, tmp_path):
+    path = exported["onnx"] / "encoder.onnx"
+    fp32, calib, rows = onnx.load(str(path)), exported["calib"].features, exported["test"].x
+    keep = output_heads(path) + input_layers(fp32.graph, "features")
+    centred = center_relu_ranges(fp32, calib, "features", keep)
+    assert centred is not None and [n.op_type for n in centred.graph.node].count("Clip") == 1
+    for a, b in zip(_run_all(fp32, rows), _run_all(centred, rows), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-4)  # the shift is folded into biases: float rounding only
+    clip = next(n for n in centred.graph.node if n.op_type == "Clip")
+    (hidden,) = _run_outputs(centred, calib, [clip.output[0]])
+    assert np.isclose(hidden.min(), -hidden.max(), rtol=1e-4)  # [-c, c]: both halves of the int8 range
+    # INT8 copies without equalization, so that centring is the only difference between them
+    made = {
+        name: quantize_encoder(path, tmp_path / f"{name}.onnx", calib, recipe=Int8Recipe(equalize=False, center_relu=c))
+        for name, c in (("uncentred", False), ("centred", True))
+    }
+    steps = {name: _activation_scales(p) for name, p in made.items()}
+    assert len(steps["centred"]) == 1 and np.isclose(steps["centred"][0], steps["uncentred"][0] / 2, rtol=1e-3)
+    errors = {name: int8_error(fp32, onnx.load(str(p)), rows, "features") for name, p in made.items()}
+    assert errors["centred"] < 0.9 * errors["uncentred"], errors  # without `refold_centre` it was 2x worse
+
+
+def _activation_scales(path) -> list[float]:
+    model = onnx.load(str(path))
+    init = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+    return [float(init[n.input[1]]) for n in model.graph.node if n.op_type == "QuantizeLinear"]
+
+
+def _run_outputs(model, rows, names):
+    from export.int8_recipe import _run
+
+    return _run(model, rows, "features", names)
 
 
 def test_recipe_moves_int8_closer_to_fp32_on_held_out_rows(exported, tmp_path):
