@@ -34,6 +34,7 @@ from export.int8_recipe import (
     EQUALIZE_KEY,
     Int8Recipe,
     center_relu_ranges,
+    equalize_alpha,
     equalize_relu_chains,
     input_layers,
     int8_error,
@@ -264,7 +265,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     calib = load_set(args.calib)
     quantize_encoder(args.encoder, out, calib.features, args.method, not args.per_tensor)
     print(
-        f"wrote {out}: {qdq_summary(out)}, all zero points 0, calibrated on {len(calib.features)} rows ({args.method})"
+        f"wrote {out}: {qdq_summary(out)}, all zero points 0, calibrated on {len(calib.features)} rows "
+        f"({args.method}), equalization strength {equalize_alpha(out)}"
     )
     return 0
 
