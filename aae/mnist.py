@@ -96,9 +96,10 @@ RECIPES: dict[str, dict[str, object]] = {
     # ncode 10, lr 2e-4 (its usage line), batch 128, 250 epochs, lr /10 at epochs 150 and 200,
     # classification phase every 10th step (`global_step % 10 == 0`), loss weights 1/6/6/1/6/6.
     "reference": {**_SHARED, "bsize": 128, "cls_every": 10, "vatw": 0.0},
-    # Makhzani et al. 2015 (arXiv 1511.05644), Sec. 5 / Fig. 8: classification phase on every
-    # mini-batch, 10-D style code with a Gaussian prior; optimiser and schedule kept as the
-    # reference's (the paper's own learning rates could not be verified here, see docs/AAE.md).
+    # Makhzani et al. 2015 (arXiv 1511.05644), Fig. 8: the three phases with the classification phase
+    # on a labelled mini-batch every step. The paper's appendix (optimiser, momentum, per-phase rates,
+    # schedule, batch, noise) could not be read here, so none of its values is set: optimiser,
+    # rate, schedule and weights are the reference's, batch 100 is assumed (docs/AAE.md "Recipes").
     "paper": {**_SHARED, "bsize": 100, "cls_every": 1, "vatw": 0.0},
     # Extension beyond the paper: "paper" plus virtual adversarial training on the unlabelled batch
     # in the classification phase (aae/vat.py). Never reported as a paper figure.
@@ -276,7 +277,8 @@ def lr_milestones(args: argparse.Namespace, variant: str) -> tuple[int, ...]:
         return ()
     if not args.lr_decay:
         return (150, 200) if variant == "semisupervised" else (101, 301)
-    return tuple(max(1, round(float(f) * args.maxepoch)) for f in args.lr_decay.split(","))
+    # Never before the second epoch: a 1-2 epoch smoke run would otherwise train entirely at lr / 100.
+    return tuple(max(2, round(float(f) * args.maxepoch)) for f in args.lr_decay.split(","))
 
 
 # Arguments that may change between an interrupted run and its resumption (they do not change the maths).

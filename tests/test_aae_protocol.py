@@ -58,6 +58,47 @@ def test_recipe_values_against_their_sources() -> None:
     assert (plain.ncode, plain.cls_every, plain.vatw, plain.maxepoch) == (2, 1, 0.0, 100), "no recipe: old defaults"
 
 
+def test_paper_recipe_tiny_run_completes_with_the_documented_values(mnist_files, tmp_path) -> None:
+    """The brief's smoke command: the documented `paper` values reach the model and the trainer."""
+    argv = ["--train_semisupervised", "--recipe", "paper", "--max_train", "512", "--max_test", "256"]
+    argv += ["--maxepoch", "1", "--threads", "1", "--no_progress", "--save_path", str(tmp_path)]
+    assert mnist.main(argv) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["recipe"] == "paper" and metrics["epochs_done"] == 1 and len(metrics["history"]) == 1
+    documented = documented_recipes()["paper"]
+    cfg, tcfg = metrics["config"], metrics["train_config"]
+    # what each documented flag becomes inside the run (not only in argparse)
+    used = {
+        "--ncode": cfg["code_dim"],
+        "--lr": tcfg["lr"],
+        "--bsize": tcfg["batch_size"],
+        "--lr_decay": metrics["args"]["lr_decay"],
+        "--cls_every": tcfg["cls_every"],
+        "--dropout": cfg["dropout_keep"],
+        "--noise": cfg["noise"] > 0,
+        "--vatw": tcfg["vatw"],
+    }
+    assert set(used) | {"--maxepoch"} == set(documented), "a new recipe flag needs its check here"
+    for flag, text in documented.items():
+        if flag == "--maxepoch":  # overridden to 1 in this run on purpose
+            assert mnist.parse_args(["--train_semisupervised", "--recipe", "paper"]).maxepoch == int(text)
+            continue
+        expected = text == "True" if text in ("True", "False") else type(used[flag])(text)
+        assert used[flag] == expected, (flag, used[flag], text)
+    assert tcfg["epochs"] == 1
+    assert metrics["history"][0]["lr"] == tcfg["lr"], "a 1-epoch run trains at the full rate: no cut in epoch 1"
+    assert 0.0 <= metrics["final"]["test_error"] <= 1.0
+
+
+def test_fractional_schedule_never_cuts_the_first_epoch() -> None:
+    def milestones(maxepoch: int) -> tuple[int, ...]:
+        args = mnist.parse_args(["--train_semisupervised", "--recipe", "paper", "--maxepoch", str(maxepoch)])
+        return mnist.lr_milestones(args, "semisupervised")
+
+    assert milestones(1) == (2, 2) and milestones(2) == (2, 2) and milestones(3) == (2, 2)
+    assert milestones(10) == (6, 8) and milestones(250) == (150, 200)
+
+
 def test_recipe_needs_semisupervised_mode(capsys) -> None:
     from latentcast.errors import run_cli
 
