@@ -179,3 +179,16 @@ def test_class_gaussians_refuse_mismatched_shapes_and_non_finite_numbers():
         ClassGaussians(np.zeros((2, 3)), np.zeros((2, 3, 2)))
     with pytest.raises(ValueError, match="non-finite"):
         ClassGaussians(np.full((1, 2), np.nan), np.zeros((1, 2, 2)))
+
+
+def test_the_bundle_build_names_the_halves_and_refuses_a_malformed_rule():
+    from export.bundle import _open_set_halves
+    from latentcast.errors import UserError
+
+    rule, _, _ = fitted_rule()
+    assert _open_set_halves("gesture", {"open_set": rule.to_dict()}) == ["confidence", "distance"]
+    old = {"temperature": 1.2, "min_confidence": 0.5, "max_recon_error": 0.2, "keep": 0.95}
+    assert _open_set_halves("gesture", {"open_set": old}) == ["confidence", "reconstruction"]
+    assert _open_set_halves("expression", {}) == []
+    with pytest.raises(UserError, match="gesture model card: open_set max_distance and class_gaussians"):
+        _open_set_halves("gesture", {"open_set": {**rule.to_dict(), "class_gaussians": None}})
