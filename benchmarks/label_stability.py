@@ -19,7 +19,8 @@ the per-part hysteresis (`edge.labels.PartLabels`). Clips:
   takes, so spurious switches right after a take cut (`take_cuts`) are also reported apart.
 
 Per clip: switch latency (frames from a true change until the label shows the new class; a
-change never reached counts the whole segment), spurious switches per minute, and the unknown
+change never reached counts the whole segment; a hand appearing is a change from unknown, not
+flicker), spurious switches per minute, and the unknown
 rate on known shapes (frames of a known class labelled unknown, the `dwell_frames` transition
 frames after a change excluded). For comparison, the same clips through the old path (One Euro on
 the class probabilities, then the per-frame rule) are reported as `one_euro_on_probabilities`.
@@ -126,11 +127,16 @@ def score(
     """Latency per true change, spurious switches per minute, unknown rate on known reference frames.
 
     `reference` uses -2 for frames with no part (no hand): those are skipped and never count as changes.
-    `cuts` (take cuts of a CSV clip, see `take_cuts`): spurious switches within `window` frames after a
-    cut are counted apart, as flicker of the clip itself rather than of the decision.
+    A part appearing (the first frame of a clip, or of a run after frames with no part) is an onset: the
+    label must go from unknown to the part's class, so that switch is scored like a true change (its
+    latency counts, it is not flicker). `cuts` (take cuts of a CSV clip, see `take_cuts`): spurious
+    switches within `window` frames after a cut are counted apart, as flicker of the clip itself rather
+    than of the decision.
     """
     valid = reference != -2
+    onsets = [t for t in range(len(reference)) if valid[t] and (t == 0 or not valid[t - 1])]
     changes = [t for t in range(1, len(reference)) if valid[t] and valid[t - 1] and reference[t] != reference[t - 1]]
+    changes = sorted(changes + [t for t in onsets if reference[t] != UNKNOWN])
     bounds = [*changes, len(reference)]
     latencies, matched = [], set()
     for i, t in enumerate(changes):
@@ -154,7 +160,8 @@ def score(
     within = len(spurious) - len(at_cut)
     return {
         "frames": int(valid.sum()),
-        "true_changes": len(changes),
+        "true_changes": len(changes) - sum(t in changes for t in onsets),
+        "onsets": len(onsets),
         "switch_latency_frames_median": float(np.median(latencies)) if latencies else None,
         "switch_latency_frames_p90": float(np.percentile(latencies, 90)) if latencies else None,
         "switch_latency_frames_max": int(max(latencies)) if latencies else None,
