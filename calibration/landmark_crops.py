@@ -40,18 +40,36 @@ _SIDE = {name: model.side for name, model in LANDMARK_MODEL_BY_NAME.items() if m
 
 @dataclass
 class LandmarkCrops:
-    """Per model name, real inputs [N, *input shape] float32 in that model's range; and where they came from."""
+    """Per model name, real inputs [N, *input shape] float32 in that model's range; and where they came from.
+
+    `origin[name][i]`: which source image row i was cut from (a photo and its mirror image share one);
+    `jittered[name][i]`: row i is a jittered copy (calibration only, never measured on).
+    """
 
     inputs: dict[str, np.ndarray]
     sources: list[dict] = field(default_factory=list)
+    origin: dict[str, np.ndarray] = field(default_factory=dict)
+    jittered: dict[str, np.ndarray] = field(default_factory=dict)
 
     def take(self, per_model: int) -> LandmarkCrops:
         """At most `per_model` inputs of each model, spread evenly over the set (for a quick parity check)."""
         picked = {}
         for name, x in self.inputs.items():
-            index = np.unique(np.linspace(0, len(x) - 1, min(per_model, len(x))).round().astype(int))
+            plain = np.flatnonzero(~self.jittered[name]) if name in self.jittered else np.arange(len(x))
+            index = plain[np.unique(np.linspace(0, len(plain) - 1, min(per_model, len(plain))).round().astype(int))]
             picked[name] = x[index]
         return LandmarkCrops(picked, self.sources)
+
+    def split(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """(calibration, held-out) inputs per model, split by source image: even sources (with their jittered
+        copies) calibrate, odd ones measure, so no held-out crop shares pixels with a calibration crop."""
+        calibrate, held_out = {}, {}
+        for name, x in self.inputs.items():
+            origin = self.origin.get(name, np.arange(len(x)))
+            jittered = self.jittered.get(name, np.zeros(len(x), bool))
+            calibrate[name] = x[origin % 2 == 0]
+            held_out[name] = x[(origin % 2 == 1) & ~jittered]
+        return calibrate, held_out
 
 
 def read_rgb(key: str) -> np.ndarray:
@@ -126,7 +144,10 @@ def rotated_crop(rgb: np.ndarray, center: np.ndarray, side: float, angle: float,
     )
 
 
-def hand_crop(rgb: np.ndarray, landmarks: np.ndarray, size: int = _SIDE["hand_landmarks_detector"]) -> np.ndarray:
+Roi = tuple[np.ndarray, float, float]  # (centre in pixels, side in pixels, angle in radians)
+
+
+def hand_roi(rgb: np.ndarray, landmarks: np.ndarray) -> Roi:
     """MediaPipe-style hand ROI from normalised landmarks [21, 3]: upright, 2x the landmark box."""
     h, w = rgb.shape[:2]
     pts = landmarks[:, :2] * (w, h)
@@ -138,11 +159,10 @@ def hand_crop(rgb: np.ndarray, landmarks: np.ndarray, size: int = _SIDE["hand_la
     side = float(max(box)) * HAND_ROI_SCALE
     center_local = (local.max(0) + local.min(0)) / 2 + (0.0, HAND_ROI_SHIFT_Y * side)
     cc, ss = np.cos(angle), np.sin(angle)
-    center = pts.mean(0) + np.array([[cc, -ss], [ss, cc]]) @ center_local
-    return rotated_crop(rgb, center, side, angle, size)
+    return pts.mean(0) + np.array([[cc, -ss], [ss, cc]]) @ center_local, side, float(angle)
 
 
-def face_crop(rgb: np.ndarray, landmarks: np.ndarray, size: int = _SIDE["face_landmarks_detector"]) -> np.ndarray:
+def face_roi(rgb: np.ndarray, landmarks: np.ndarray) -> Roi:
     """MediaPipe-style face ROI from normalised landmarks [478, 3]: eye line level, 1.5x the landmark box."""
     h, w = rgb.shape[:2]
     pts = landmarks[:, :2] * (w, h)
@@ -153,8 +173,25 @@ def face_crop(rgb: np.ndarray, landmarks: np.ndarray, size: int = _SIDE["face_la
     side = float(max(local.max(0) - local.min(0))) * FACE_ROI_SCALE
     center_local = (local.max(0) + local.min(0)) / 2
     cc, ss = np.cos(angle), np.sin(angle)
-    center = pts.mean(0) + np.array([[cc, -ss], [ss, cc]]) @ center_local
-    return rotated_crop(rgb, center, side, angle, size)
+    return pts.mean(0) + np.array([[cc, -ss], [ss, cc]]) @ center_local, side, angle
+
+
+def jittered_roi(roi: Roi, rng: np.random.Generator) -> Roi:
+    """The ROI moved as the edge's tracking moves it frame to frame: shift <= 8 % of the side, scale
+    0.9-1.1, rotation <= 10 degrees. More varied crops of the same real pixels for calibration."""
+    center, side, angle = roi
+    shift = rng.uniform(-0.08, 0.08, 2) * side
+    return center + shift, side * rng.uniform(0.9, 1.1), angle + np.radians(rng.uniform(-10, 10))
+
+
+def hand_crop(rgb: np.ndarray, landmarks: np.ndarray, size: int = _SIDE["hand_landmarks_detector"]) -> np.ndarray:
+    """MediaPipe-style hand ROI from normalised landmarks [21, 3], warped to the model's input."""
+    return rotated_crop(rgb, *hand_roi(rgb, landmarks), size)
+
+
+def face_crop(rgb: np.ndarray, landmarks: np.ndarray, size: int = _SIDE["face_landmarks_detector"]) -> np.ndarray:
+    """MediaPipe-style face ROI from normalised landmarks [478, 3], warped to the model's input."""
+    return rotated_crop(rgb, *face_roi(rgb, landmarks), size)
 
 
 def blendshape_points(landmarks: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
@@ -171,10 +208,21 @@ def hand_images(clip_count: int) -> list[tuple[str, np.ndarray]]:
 
 
 def build_crops(
-    clip_count: int = 24, face_photo_limit: int | None = None, videos: Sequence[Path] = (), video_frames_each: int = 24
+    clip_count: int = 24,
+    face_photo_limit: int | None = None,
+    videos: Sequence[Path] = (),
+    video_frames_each: int = 24,
+    jitter: int = 0,
+    mirror: bool = False,
+    seed: int = 0,
 ) -> LandmarkCrops:
     """Real inputs for every landmark model from the clip, the hand photos and the face photos, plus
-    `video_frames_each` frames of each of the user's own recordings in `videos` (hands and faces)."""
+    `video_frames_each` frames of each of the user's own recordings in `videos` (hands and faces).
+
+    `mirror` adds each image's mirror image (a left hand becomes a right one; MediaPipe finds it again);
+    `jitter` adds that many copies of every hand and face crop with the ROI moved as tracking moves it
+    (`jittered`), for calibration.
+    """
     from aae import face_data
     from edge.landmarks import FaceTracker, HandTracker, LandmarkerConfig
 
@@ -184,38 +232,74 @@ def build_crops(
     def whole_frame(rgb: np.ndarray, name: str) -> np.ndarray:  # a detector's input: the letterboxed frame
         return to_range(letterbox(rgb, _SIDE[name]), rng(name))
 
+    random = np.random.default_rng(seed)
     inputs: dict[str, list[np.ndarray]] = {name: [] for name in LANDMARK_MODEL_BY_NAME}
+    origin: dict[str, list[int]] = {name: [] for name in LANDMARK_MODEL_BY_NAME}
+    jittered: dict[str, list[bool]] = {name: [] for name in LANDMARK_MODEL_BY_NAME}
+
+    def add(name: str, x: np.ndarray, source: int, moved: bool = False) -> None:
+        inputs[name].append(x)
+        origin[name].append(source)
+        jittered[name].append(moved)
+
+    def add_crops(name: str, rgb: np.ndarray, roi: Roi, source: int) -> None:
+        for k, r in enumerate([roi, *(jittered_roi(roi, random) for _ in range(jitter))]):
+            add(name, to_range(rotated_crop(rgb, *r, _SIDE[name]), rng(name)), source, k > 0)
+
+    def views(rgb: np.ndarray) -> list[np.ndarray]:
+        return [rgb, np.ascontiguousarray(rgb[:, ::-1])] if mirror else [rgb]
+
     hands = hand_images(clip_count)
     recorded = [(f"{path}#{i}", f) for path in videos for i, f in enumerate(video_frames(path, video_frames_each))]
     hands += recorded
+    first_recorded = len(hands) - len(recorded)
     with FaceTracker(LandmarkerConfig(mode="image", color_order="rgb")) as tracker:
-        for _, rgb in recorded:
-            face = tracker.detect(rgb)
-            if face.present:
-                crop = face_crop(rgb, face.landmarks)
-                inputs["face_landmarks_detector"].append(to_range(crop, rng("face_landmarks_detector")))
-                inputs["face_blendshapes"].append(blendshape_points(face.landmarks, face.image_size))
+        for i, (_, frame) in enumerate(recorded):
+            for rgb in views(frame):
+                face = tracker.detect(rgb)
+                if face.present:
+                    add_crops("face_landmarks_detector", rgb, face_roi(rgb, face.landmarks), first_recorded + i)
+                    add("face_blendshapes", blendshape_points(face.landmarks, face.image_size), first_recorded + i)
     with HandTracker(LandmarkerConfig(mode="image", color_order="rgb")) as tracker:
-        for _, rgb in hands:
-            for hand in tracker.detect(rgb):
-                if hand.present:
-                    crop = hand_crop(rgb, hand.landmarks)
-                    inputs["hand_landmarks_detector"].append(to_range(crop, rng("hand_landmarks_detector")))
+        for i, (_, frame) in enumerate(hands):
+            for rgb in views(frame):
+                for hand in tracker.detect(rgb):
+                    if hand.present:
+                        add_crops("hand_landmarks_detector", rgb, hand_roi(rgb, hand.landmarks), i)
     faces = face_data.load_faces(face_data.face_photos()[:face_photo_limit])
-    for photo, face in faces:
-        rgb = read_rgb(photo.key)
-        crop = face_crop(rgb, face.landmarks)
-        inputs["face_landmarks_detector"].append(to_range(crop, rng("face_landmarks_detector")))
-        inputs["face_blendshapes"].append(blendshape_points(face.landmarks, face.image_size))
-        inputs["face_detector"].append(whole_frame(rgb, "face_detector"))
-        inputs["hand_detector"].append(whole_frame(rgb, "hand_detector"))  # negatives
-    for _, rgb in hands:
-        inputs["hand_detector"].append(whole_frame(rgb, "hand_detector"))
-        inputs["face_detector"].append(whole_frame(rgb, "face_detector"))
-    keys = sorted({key.split("#")[0] for key, _ in hands[: len(hands) - len(recorded)]} | {p.key for p, _ in faces})
+    with FaceTracker(LandmarkerConfig(mode="image", color_order="rgb")) as tracker:  # mirror images of the photos
+        for i, (photo, face) in enumerate(faces):
+            source = len(hands) + i
+            frame = read_rgb(photo.key)
+            found = [(frame, face)]
+            if mirror:
+                flipped = np.ascontiguousarray(frame[:, ::-1])
+                other = tracker.detect(flipped)
+                if other.present:
+                    found.append((flipped, other))
+            for rgb, seen in found:
+                add_crops("face_landmarks_detector", rgb, face_roi(rgb, seen.landmarks), source)
+                add("face_blendshapes", blendshape_points(seen.landmarks, seen.image_size), source)
+            add("face_detector", whole_frame(frame, "face_detector"), source)
+            add("hand_detector", whole_frame(frame, "hand_detector"), source)  # negatives
+    for i, (_, rgb) in enumerate(hands):
+        add("hand_detector", whole_frame(rgb, "hand_detector"), i)
+        add("face_detector", whole_frame(rgb, "face_detector"), i)
+    keys = sorted({key.split("#")[0] for key, _ in hands[:first_recorded]} | {p.key for p, _ in faces})
     sources = [{"asset": key, "sha256": sha256_of(resolve(key))} for key in keys]
     sources += [{"video": str(path), "sha256": sha256_of(Path(path)), "frames": video_frames_each} for path in videos]
-    counts = {"clip_frames": clip_count, "hand_crops": len(inputs["hand_landmarks_detector"]), "faces": len(faces)}
+    counts = {
+        "clip_frames": clip_count,
+        "hand_crops": len(inputs["hand_landmarks_detector"]),
+        "faces": len(faces),
+        "jitter": jitter,
+        "mirror": mirror,
+    }
     sources.append(counts)
-    return LandmarkCrops({name: np.stack(x) for name, x in inputs.items() if x}, sources)
-
+    names = [name for name, x in inputs.items() if x]
+    return LandmarkCrops(
+        {name: np.stack(inputs[name]) for name in names},
+        sources,
+        {name: np.array(origin[name]) for name in names},
+        {name: np.array(jittered[name]) for name in names},
+    )

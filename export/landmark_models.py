@@ -55,18 +55,27 @@ class ExportedModel(LandmarkModel):
     int8_method: str | None = "minmax"  # calibration method of its INT8 copy; None: shipped FP32 only
     int8_percentile: float = 99.999  # for int8_method "percentile"
     fp32_only_why: str = ""  # why there is no INT8 copy (reported and written to the manifest)
+    int8_equalize: float | None = None  # channel equalization strength before quantizing (export.landmark_int8)
+    int8_float_sides: tuple[int, ...] = ()  # feature-map sides whose layers stay float (besides the heads)
 
 
 # INT8 choices, measured on held-out real crops (docs/EXPORT.md, "Landmark models"). Detection runs in a
 # background worker off the per-frame path, so INT8 would buy little there, and it moved the best
-# anchor's score by up to 0.6: FP32. The face mesh needs percentile calibration (minmax flipped its
-# presence flag on 2 of 9 faces); the blendshape model misses the 0.02 MAE goal in INT8 (0.027).
+# anchor's score by up to 0.6: FP32. The blendshape model missed the 0.02 MAE goal in INT8 (0.027) and
+# costs 2 ms: FP32. The two landmark models: per-layer sensitivity (export.landmark_int8) put almost all
+# of the error in the per-tensor scales of unevenly ranged channels (equalized first, face) and in the
+# highest-resolution stage (hand 112 and 56, face 128) and the face's 2x2 blocks: those stay float.
 _DETECTOR_FP32 = "detection runs off the per-frame path; INT8 moved the best anchor's score by up to 0.6"
 INT8_CHOICES = {
     "hand_detector": {"int8_method": None, "fp32_only_why": _DETECTOR_FP32},
-    "hand_landmarks_detector": {"int8_method": "minmax"},
+    "hand_landmarks_detector": {"int8_method": "percentile", "int8_percentile": 99.99, "int8_float_sides": (112, 56)},
     "face_detector": {"int8_method": None, "fp32_only_why": _DETECTOR_FP32},
-    "face_landmarks_detector": {"int8_method": "percentile", "int8_percentile": 99.99},
+    "face_landmarks_detector": {
+        "int8_method": "percentile",
+        "int8_percentile": 99.99,
+        "int8_equalize": 1.0,
+        "int8_float_sides": (128, 2),
+    },
     "face_blendshapes": {
         "int8_method": None,
         "fp32_only_why": "INT8 missed the 0.02 blendshape MAE goal (0.027, worst 0.46); 2 ms in FP32",
@@ -359,8 +368,12 @@ def task_agreement(name: str, fp32: dict[str, np.ndarray], other: dict[str, np.n
 
 
 def quantize(files: dict[str, Path], calibration: dict[str, np.ndarray], out_dir: Path) -> dict[str, Path]:
-    """Symmetric QDQ INT8 copies (export.quantize) of the models that have an int8_method, calibrated on real crops."""
+    """Symmetric QDQ INT8 copies (export.quantize) of the models that have an int8_method, calibrated on real
+    crops: channels equalized first where the model says so, its heads and `int8_float_sides` kept float."""
+    import onnx
+
     from export.int8_recipe import PLAIN_RECIPE
+    from export.landmark_int8 import equalize_channels, nodes_at_sides
     from export.quantize import quantize_encoder
 
     made = {}
@@ -368,18 +381,27 @@ def quantize(files: dict[str, Path], calibration: dict[str, np.ndarray], out_dir
         if model.int8_method is None or model.name not in calibration:
             continue
         fp32 = files[model.name]
-        made[model.name] = quantize_encoder(
-            fp32,
-            Path(out_dir) / model.int8_name,
-            calibration[model.name],
-            model.int8_method,
-            per_channel=True,
-            percentile=model.int8_percentile,
-            input_name=io_summary(fp32)["inputs"][0]["name"],
-            float_heads=False,
-            float_nodes=head_nodes(fp32),
-            recipe=PLAIN_RECIPE,  # the encoders' recipe is for MLPs; these conv nets were measured with this one
-        )
+        input_name = io_summary(fp32)["inputs"][0]["name"]
+        graph = onnx.load(str(fp32))
+        keep_float = head_nodes(fp32) + nodes_at_sides(graph, model.int8_float_sides)
+        with tempfile.TemporaryDirectory() as scratch:
+            source = fp32
+            if model.int8_equalize is not None:  # the same function, with even channel ranges (exact rewrite)
+                graph, _ = equalize_channels(graph, calibration[model.name], input_name, model.int8_equalize)
+                source = Path(scratch) / fp32.name
+                onnx.save(graph, str(source))
+            made[model.name] = quantize_encoder(
+                source,
+                Path(out_dir) / model.int8_name,
+                calibration[model.name],
+                model.int8_method,
+                per_channel=True,
+                percentile=model.int8_percentile,
+                input_name=input_name,
+                float_heads=False,
+                float_nodes=keep_float,
+                recipe=PLAIN_RECIPE,  # the encoders' recipe is for MLPs; these conv nets have export.landmark_int8
+            )
     return made
 
 
@@ -393,6 +415,8 @@ def int8_parity(files: dict[str, Path], int8: dict[str, Path], inputs: dict[str,
         ref, got = onnx_outputs(files[name], x), onnx_outputs(path, x)
         report[name] = {
             "method": MODEL_BY_NAME[name].int8_method,
+            "equalize": MODEL_BY_NAME[name].int8_equalize,
+            "float_sides": list(MODEL_BY_NAME[name].int8_float_sides),
             "inputs": len(x),
             "qdq": qdq_summary(path),
             "task": task_agreement(name, ref, got),
@@ -447,7 +471,8 @@ def ensure_landmark_onnx(
 
 
 PARITY = "landmark_parity.json"
-DEFAULT_CLIP_FRAMES = 24  # frames of the shared clip in the crop set (plus every hand and face photo)
+DEFAULT_CLIP_FRAMES = 48  # frames of the shared clip in the crop set (plus every hand and face photo)
+CROP_JITTER = 2  # moved copies of each calibration crop (calibration.landmark_crops.jittered_roi)
 DEFAULT_PARITY_INPUTS = 8  # real inputs per model for the TFLite parity check
 
 
@@ -461,8 +486,9 @@ def export_landmarks(
     """FP32 ONNX (+ INT8) of every landmark model and the geometry file in `out_dir`, with their parity.
 
     The FP32 files come from the conversion cache (`ensure_landmark_onnx`). Real crops
-    (calibration.landmark_crops, plus frames of the user's own `videos`) are split in two: even
-    ones calibrate INT8, odd ones measure it. FP32 is checked against TFLite on `parity_inputs` of them.
+    (calibration.landmark_crops, plus frames of the user's own `videos`, with their mirror images and
+    CROP_JITTER moved copies of each crop) are split by source image (`LandmarkCrops.split`): even ones
+    calibrate INT8, odd ones (never jittered) measure it. FP32 is checked against TFLite on `parity_inputs`.
     Writes landmark_models.json and landmark_parity.json beside the models; returns the parity report.
     """
     from calibration.landmark_crops import build_crops
@@ -473,15 +499,14 @@ def export_landmarks(
     for path in cached.values():
         shutil.copyfile(path, out / path.name)
     files = model_files(out)
-    crops = build_crops(clip_frames, videos=videos)
+    crops = build_crops(clip_frames, videos=videos, jitter=CROP_JITTER, mirror=True)
     report = {
         "crops": {name: len(x) for name, x in crops.inputs.items()},
         "sources": crops.sources,
         "fp32_vs_tflite": parity(files, crops.take(parity_inputs).inputs),
     }
     if int8:
-        calibrate = {name: x[0::2] for name, x in crops.inputs.items()}
-        held_out = {name: x[1::2] for name, x in crops.inputs.items()}
+        calibrate, held_out = crops.split()
         made = quantize(files, calibrate, out)
         report["int8_vs_fp32"] = int8_parity(files, made, held_out)
         report["fp32_only"] = {m.name: m.fp32_only_why for m in MODELS if m.int8_method is None}
@@ -502,7 +527,7 @@ def ensure_landmark_export(
 ) -> Path:
     """`export_landmarks` with the default settings, done once per .task pair and videos (what a bundle ships)."""
     recordings = [sha256_of(Path(v)) for v in videos]
-    settings = repr((MODELS, DEFAULT_CLIP_FRAMES, DEFAULT_PARITY_INPUTS, int8, recordings)).encode()
+    settings = repr((MODELS, DEFAULT_CLIP_FRAMES, CROP_JITTER, DEFAULT_PARITY_INPUTS, int8, recordings)).encode()
     key = f"{cache_key(task_paths())}-export-{hashlib.sha256(settings).hexdigest()[:8]}"  # a changed choice re-exports
     return _cached(_cache_root(cache_dir) / key, lambda d: export_landmarks(d, int8, videos=videos))
 
