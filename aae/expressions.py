@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from aae import datasets, face_data, face_recipe, landmark_aae
-from aae.fit_cli import add_fit_flags, feature_spec_version, fit_config_from
+from aae.fit_cli import add_fit_flags, add_session_flag, feature_spec_version, fit_config_from, load_sessions
 from latentcast import features, open_set
 from latentcast.errors import UserError, run_cli
 
@@ -60,7 +60,7 @@ def train_expressions(
         names = ", ".join(sorted(known))
         raise UserError(f"--exclude_person {sorted(unknown)} is not a person in the photos: use one of {names}")
     labelled, free = face_recipe.expression_dataset(per_class, set(exclude_people), fit_cfg.seed, faces)
-    session_sets = [face_data.load_session(path) for path in sessions]
+    session_sets = load_sessions(sessions, CLASSES, "face")
 
     train_i, val_i = datasets.stratified_split(labelled.y, val_fraction, seed=fit_cfg.seed)
     train, val = labelled.subset(train_i), labelled.subset(val_i)
@@ -145,7 +145,7 @@ def fit_expression_rule(model, faces: list, exclude_people, sessions: Sequence, 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m aae.expressions", description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/models/expression", help="output folder (model.pt + model_card.json)")
-    parser.add_argument("--session", action="append", default=[], help="a recorded session file (edge/record.py)")
+    add_session_flag(parser)
     parser.add_argument("--exclude_person", action="append", default=[], help="hold a person's photos out")
     parser.add_argument("--per_class", type=int, default=150, help="synthetic rows per class per neutral face")
     parser.add_argument("--keep", type=float, default=0.95, help="share of known faces the open-set rule keeps")

@@ -1,4 +1,4 @@
-"""What the landmark training CLIs share (`aae.gestures`, `aae.expressions`): fit flags and the spec stamp.
+"""What the landmark training CLIs share (`aae.gestures`, `aae.expressions`): fit flags, the spec stamp, sessions.
 
 Kept out of either CLI so neither imports the other.
 """
@@ -6,9 +6,15 @@ Kept out of either CLI so neither imports the other.
 from __future__ import annotations
 
 import argparse
+import os
+from collections.abc import Sequence
 
 from aae import landmark_aae
+from aae.datasets import LabelledSet
 from latentcast import features
+from latentcast.errors import UserError
+
+SESSION_FLAG_FIX = {"face": "--no-face", "hand": "--no-hands"}
 
 
 def feature_spec_version() -> int:
@@ -40,3 +46,30 @@ def fit_config_from(args: argparse.Namespace) -> landmark_aae.FitConfig:
         threads=args.threads,
         progress=not args.quiet,
     )
+
+
+def add_session_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--session", action="append", default=[], help="a recorded session file (python -m edge.record); repeatable"
+    )
+
+
+def load_sessions(paths: Sequence[str | os.PathLike[str]], classes: list[str], part: str) -> list[LabelledSet]:
+    """Each recorded session's `part` rows labelled into `classes` (-1 = unlabelled): what `--session` trains on.
+
+    The file format's own policy applies (`face_data.load_session`: older specs re-featurised, damaged
+    features and labels outside `classes` refused); a session without a single `part` frame is refused
+    too, since it would add nothing and the user most likely recorded the wrong part.
+    """
+    from aae.face_data import load_session
+
+    sets = []
+    for path in paths:
+        rows = load_session(path, classes, part)
+        if not len(rows):
+            raise UserError(
+                f"{path} has no frame with a {part}: record it again without {SESSION_FLAG_FIX[part]} "
+                f"(python -m edge.record record SOURCE -o {path} --force)"
+            )
+        sets.append(rows)
+    return sets

@@ -28,7 +28,7 @@ from __future__ import annotations
 import base64
 import itertools
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -352,8 +352,7 @@ def fit_rule(
         temperature = fit_temperature(probs, labels)
     except OpenSetFitError as exc:
         raise OpenSetFitError(f"{what}: {exc}") from None
-    halves = 1 + int(recon) + int(distance is not None)
-    each = 1.0 - (1.0 - keep) / halves  # the share each threshold keeps
+    each = _share_each(keep, 1 + int(recon) + int(distance is not None))
     confidence = apply_temperature(probs, temperature).max(axis=1)
     min_confidence = _f32(np.quantile(confidence, 1.0 - each))
     k = np.asarray(probs).shape[1]
@@ -383,6 +382,36 @@ def fit_rule(
         max_distance=max_distance,
         gaussians=gaussians,
     )
+
+
+def _share_each(keep: float, halves: int) -> float:
+    """The share of known rows each of `halves` thresholds keeps so that the whole rule keeps `keep` (Bonferroni)."""
+    return 1.0 - (1.0 - keep) / halves
+
+
+def keep_also(rule: OpenSetRule, probs: np.ndarray, distance: np.ndarray | None, what: str) -> OpenSetRule:
+    """`rule` with its confidence and distance thresholds loosened, never tightened, so that each also keeps
+    its share of these rows: a person's own labelled frames (`--session`), whose known shapes a rule fitted
+    mostly on other people would otherwise call unknown. `distance` [N]: the rows' distances to
+    `rule.gaussians`, estimated without them (None: the distance threshold is left as it is).
+    """
+    if len(probs) < MIN_FIT_ROWS:
+        raise OpenSetFitError(f"{what}: {len(probs)} rows, at least {MIN_FIT_ROWS} are needed to place a threshold")
+    each = _share_each(rule.keep, 1 + int(rule.max_recon_error is not None) + int(rule.gaussians is not None))
+    confidence = rule.confidence(probs).max(axis=1)
+    min_confidence = min(rule.min_confidence, _f32(np.quantile(confidence, 1.0 - each)))
+    k = np.asarray(probs).shape[1]
+    if not 1.0 / k < min_confidence:
+        raise OpenSetFitError(
+            f"{what}: keeping these rows needs a confidence threshold of {min_confidence!r}, at or below chance "
+            f"1/{k}: the model does not know these frames' classes; check their labels or label more frames"
+        )
+    max_distance = rule.max_distance
+    if distance is not None and rule.gaussians is not None:
+        if len(distance) != len(probs):
+            raise ValueError(f"keep_also: {len(distance)} distances for {len(probs)} rows")
+        max_distance = max(rule.max_distance, _positive_quantile(distance, each, what, "distance", "check the rows"))
+    return replace(rule, min_confidence=min_confidence, max_distance=max_distance)
 
 
 def _positive_quantile(scores: np.ndarray | None, share: float, what: str, name: str, fix: str) -> float:
