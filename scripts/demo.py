@@ -10,11 +10,13 @@ Steps (each skipped when its result is already there, so a second run takes abou
    model (`python -m aae.expressions`) into runs/models/ unless they exist;
 3. build the deploy bundle (`python -m export.bundle build`), versioned by the models' hashes;
 4. start the renderer (`python -m renderer.run`) in one process and the edge loop
-   (`python -m edge.run`) in another, on free local ports;
-5. write runs/demo/demo.mp4 (input with landmarks | character), runs/demo/still.png and
-   runs/demo/latency.json (capture-to-render percentiles and the renderer's counters); with Debian's
-   chromium also runs/demo/demo3d.mp4 and still3d.png, the 3D browser page recorded headless
-   (`renderer.run --web`, `scripts/record_web.py`).
+   (`python -m edge.run`) in another, on free local ports, and measure capture -> render;
+5. with Debian's chromium, play the clip again to the 3D browser page (`renderer.run --web`) and
+   record it headless (`scripts/record_web.py`) into runs/demo/demo3d.mp4 and still3d.png: a pass of
+   its own, because software WebGL on the same 2 cores would set the latency measured in step 4
+   (a real animation host is another machine);
+6. write runs/demo/demo.mp4 (input with landmarks | character), runs/demo/still.png and
+   runs/demo/latency.json (capture-to-render percentiles and the renderer's counters).
 """
 
 from __future__ import annotations
@@ -40,7 +42,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 SAMPLE_CLIP = "data/video/hand_landmarker_test_video.mp4"
 MODEL_FILES = (CHECKPOINT, MODEL_CARD)
-RECORDER_NICENESS = 10  # the 3D page recording yields the CPU to the live loop it records
 
 
 def step(message: str) -> None:
@@ -135,6 +136,45 @@ def edge_config(path: Path, source: str, bundle: Path, port: int, preview_port: 
     return path
 
 
+def live_pass(
+    render_cmd: list[str],
+    edge_cmd: list[str],
+    duration: float | None,
+    record_cmd: list[str] | None = None,
+    ready: Path | None = None,
+) -> tuple[int, int]:
+    """One live run: the renderer subscribes (and the 3D recorder connects) before the edge plays the source.
+
+    Returns the edge's and the renderer's exit codes; a recorder that fails is reported, not fatal.
+    """
+    print("    $ " + " ".join(render_cmd))
+    renderer = subprocess.Popen(render_cmd, cwd=ROOT)
+    time.sleep(1.0)  # the renderer subscribes first, so it sees the edge's first frame
+    recorder = None
+    if record_cmd is not None and ready is not None:
+        ready.unlink(missing_ok=True)
+        print("    $ " + " ".join(record_cmd))
+        recorder = subprocess.Popen(record_cmd, cwd=ROOT)
+        deadline = time.monotonic() + 90
+        while not ready.exists() and recorder.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)  # the page is open and connected before the edge starts
+    print("    $ " + " ".join(edge_cmd))
+    edge = subprocess.Popen(edge_cmd, cwd=ROOT)
+    try:
+        edge.wait(timeout=duration) if duration else edge.wait()
+    except (subprocess.TimeoutExpired, KeyboardInterrupt):
+        edge.terminate()  # SIGTERM: the edge finishes its frame (or its start-up) and closes cleanly
+        try:
+            edge.wait(timeout=60)  # start-up (bundle verify, models) can take this long on a loaded machine
+        except subprocess.TimeoutExpired:
+            edge.kill()
+            edge.wait()
+    renderer_rc = renderer.wait(timeout=120)
+    if recorder is not None and recorder.wait(timeout=120) != 0:
+        print(f"    3D recording failed (exit {recorder.returncode}); the 2D results are complete")
+    return edge.returncode, renderer_rc
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python scripts/demo.py", description=__doc__.splitlines()[0])
     parser.add_argument("--source", help=f"camera or file URI (default: the sample clip {SAMPLE_CLIP})")
@@ -148,78 +188,58 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, help="training epochs (default: the trainers' quick defaults)")
     parser.add_argument("--vmc", metavar="HOST:PORT", help="also drive VMC software (VSeeFace, Warudo, ...)")
     parser.add_argument("--no-3d", dest="record_3d", action="store_false",
-                        help="skip the 3D page recording (headless chromium shares the CPU with the edge loop)")
+                        help="skip the 3D page recording (a second pass of the source in headless chromium)")
     args = parser.parse_args(argv)
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
 
-    step("1/5 assets")
+    step("1/6 assets")
     source = args.source or f"file://{resolve(SAMPLE_CLIP)}"
     for key in (FACE_MODEL_KEY, HAND_MODEL_KEY):
         print(f"    {key}: {resolve(key)}")
     print(f"    source: {source}")
 
-    step("2/5 models")
+    step("2/6 models")
     models = train_models(args.models, args.retrain, args.epochs)
 
-    step("3/5 bundle")
+    step("3/6 bundle")
     bundle = build_bundle(models, out / "bundles")
 
-    step("4/5 edge and renderer (two processes, ZeroMQ on localhost)")
+    step("4/6 edge and renderer (two processes, ZeroMQ on localhost)")
     port, preview_port = free_port(), free_port()
     config = edge_config(out / "edge.toml", source, bundle, port, preview_port)
     video, still, summary = out / "demo.mp4", out / "still.png", out / "renderer_summary.json"
-    render_cmd = [sys.executable, "-m", "renderer.run", "--endpoint", f"tcp://127.0.0.1:{port}", "--bundle",
-                  str(bundle), "--side-by-side", "--preview-endpoint", f"tcp://127.0.0.1:{preview_port}",
-                  "--out", str(video), "--still", str(still), "--summary", str(summary), "--start-on-message",
-                  "--exit-after-silence", "1.5", "--duration", str((args.duration or 600) + 60)]  # fmt: skip
+    endpoint = ["--endpoint", f"tcp://127.0.0.1:{port}", "--bundle", str(bundle), "--start-on-message",
+                "--exit-after-silence", "1.5", "--duration", str((args.duration or 600) + 60)]  # fmt: skip
+    render_cmd = [sys.executable, "-m", "renderer.run", *endpoint, "--side-by-side", "--preview-endpoint",
+                  f"tcp://127.0.0.1:{preview_port}", "--out", str(video), "--still", str(still),
+                  "--summary", str(summary)]  # fmt: skip
     if args.vmc:
         render_cmd += ["--vmc", args.vmc]
-    web_note = web_recording_note() if args.record_3d else "--no-3d"
-    web_port = free_port()  # the 3D page, recorded in headless chromium
-    if web_note is None:
-        render_cmd += ["--web", str(web_port)]
-    else:
-        print(f"    3D recording skipped: {web_note}")
     edge_cmd = [sys.executable, "-m", "edge.run", "--config", str(config)]
     if args.frames:
         edge_cmd += ["--frames", str(args.frames)]
-    print("    $ " + " ".join(render_cmd))
-    renderer = subprocess.Popen(render_cmd, cwd=ROOT)
-    time.sleep(1.0)  # the renderer subscribes first, so it sees the edge's first frame
-    recorder = None
+    edge_rc, renderer_rc = live_pass(render_cmd, edge_cmd, args.duration)
+    if edge_rc not in (0, -15) or renderer_rc != 0:
+        raise UserError(f"edge exited {edge_rc}, renderer {renderer_rc}: rerun the commands above to see why")
+
+    step("5/6 the 3D page (the source again, recorded headless)")
+    web_note = web_recording_note() if args.record_3d else "--no-3d"
     if web_note is None:
+        web_port = free_port()
+        web_cmd = [sys.executable, "-m", "renderer.run", *endpoint, "--web", str(web_port)]
         ready = out / ".web_ready"
-        ready.unlink(missing_ok=True)
         record_cmd = [sys.executable, "scripts/record_web.py", "--url", f"http://127.0.0.1:{web_port}/",
                       "--out", str(out / "demo3d.mp4"), "--still", str(out / "still3d.png"),
                       "--ready-file", str(ready)]  # fmt: skip
-        print("    $ " + " ".join(record_cmd))
-        # Lower priority for the recorder and its headless chromium (software WebGL): a demo aid must not take
-        # the CPU the live edge loop and renderer need, or it is the recording that sets the measured latency.
-        recorder = subprocess.Popen(record_cmd, cwd=ROOT, preexec_fn=lambda: os.nice(RECORDER_NICENESS))
-        deadline = time.monotonic() + 90
-        while not ready.exists() and recorder.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.2)  # the page is open and connected before the edge starts
-    print("    $ " + " ".join(edge_cmd))
-    edge = subprocess.Popen(edge_cmd, cwd=ROOT)
-    try:
-        edge.wait(timeout=args.duration) if args.duration else edge.wait()
-    except (subprocess.TimeoutExpired, KeyboardInterrupt):
-        edge.terminate()  # SIGTERM: the edge finishes its frame (or its start-up) and closes cleanly
-        try:
-            edge.wait(timeout=60)  # start-up (bundle verify, models) can take this long on a loaded machine
-        except subprocess.TimeoutExpired:
-            edge.kill()
-            edge.wait()
-    renderer_rc = renderer.wait(timeout=120)
-    if recorder is not None and recorder.wait(timeout=120) != 0:
-        print(f"    3D recording failed (exit {recorder.returncode}); the 2D results are complete")
-    if edge.returncode not in (0, -15) or renderer_rc != 0:
-        raise UserError(f"edge exited {edge.returncode}, renderer {renderer_rc}: rerun the commands above to see why")
+        edge_rc, renderer_rc = live_pass(web_cmd, edge_cmd, args.duration, record_cmd, ready)
+        if edge_rc not in (0, -15) or renderer_rc != 0:
+            print(f"    3D recording failed (edge exit {edge_rc}, renderer {renderer_rc}); the 2D results are complete")
+    else:
+        print(f"    3D recording skipped: {web_note}")
 
-    step("5/5 results")
+    step("6/6 results")
     report = json.loads(summary.read_text())
     lat = report["latency"]
     latency = {
