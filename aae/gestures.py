@@ -113,7 +113,9 @@ def train_gestures(
     )
     personal_report = None
     if personal:
-        rule, personal_report = personal_rule(rule, fit_probs, fit_distance, len(person), session_sets)
+        rule, personal_report = personal_rule(
+            rule, fit_probs, fit_distance, person.y, _person_what(session_sets, len(person))
+        )
     test_probs, test_err = landmark_aae.reconstruction_error(model, test_set.x)
 
     metrics = {
@@ -260,25 +262,33 @@ def personal_rule(
     rule: open_set.OpenSetRule,
     fit_probs: np.ndarray,
     fit_distance: np.ndarray,
-    n_person: int,
-    session_sets: Sequence[datasets.LabelledSet],
+    person_y: np.ndarray,
+    what: str,
 ) -> tuple[open_set.OpenSetRule, dict]:
     """(the rule loosened to keep the person's labelled frames, the card's "personal" block).
 
-    The person's frames are the last `n_person` fit rows. Pooled with hundreds of other people's
-    rows they barely move the fitted quantiles, so a user whose open palm sits far from baron105's
-    would still see it called unknown: each threshold is also made to keep its share of the person's
-    frames (`open_set.keep_also`; never tightened). Their distances are cross-fitted (held out from the
+    The person's frames (labels `person_y`, named by `what`) are the last fit rows. The model trained on them, so it
+    must classify at least the rule's `keep` share of them right, or training stops: in one of four
+    runs on the shared hand clip (docs/DATA.md) the labelled frames all ended in another class, and a
+    rule refitted on frames the model gets wrong would only keep wrong labels. Pooled with thousands of
+    other people's rows they barely move the fitted quantiles, so a user whose open palm sits far from
+    baron105's would still see it called unknown: each threshold is also made to keep its share of the
+    person's frames (`open_set.keep_also`; never tightened). Their distances are cross-fitted (held out from the
     Gaussians they are measured against); their confidences are those of frames the model trained on.
     """
+    n_person = len(person_y)
     probs, distance = fit_probs[-n_person:], fit_distance[-n_person:]
-    what = _person_what(session_sets, n_person)
+    accuracy = landmark_aae.accuracy(probs, person_y)
+    if accuracy < rule.keep:
+        raise UserError(
+            f"the model classifies only {accuracy:.0%} of the {what} right although it trained on them "
+            f"(the rule needs {rule.keep:.0%}): train again with another --seed, or check the frames' labels"
+        )
     personal = open_set.keep_also(rule, probs, distance, what)
     return personal, {
         "refitted": True,
         "fitted_on": what,
         "fit_rows": n_person,
-        "sessions": [str(s.source["session"]) for s in session_sets],
         "unknown_rate_before_keep_also": _unknown_rate(rule, probs, distance),
         "unknown_rate": _unknown_rate(personal, probs, distance),
         "min_confidence_pooled": rule.min_confidence,

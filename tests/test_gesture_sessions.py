@@ -81,6 +81,7 @@ def test_the_rule_is_refitted_on_the_persons_labelled_frames(trained, me):
     assert "me.npz" in block["fitted_on"] and "me.npz" not in without["open_set"]["fitted_on"]
     assert block["fit_rows"] == without["open_set"]["fit_rows"] + 142
     assert block["personal"]["refitted"] and block["personal"]["fit_rows"] == 142
+    assert "me.npz" in block["personal"]["fitted_on"]
     assert block["personal"]["unknown_rate"] <= 1 - block["keep"]
 
     # the class Gaussians include the person's frames: their open palm pulls the class mean towards it
@@ -122,6 +123,10 @@ def test_keep_also_loosens_a_rule_until_it_keeps_another_persons_frames():
     assert gestures._unknown_rate(wider, probs, distance) == runtime
     with pytest.raises(open_set.OpenSetFitError, match="at least 10"):
         open_set.keep_also(rule, probs[:5], distance[:5], "five frames")
+    # frames the model does not classify as labelled (here: real rows, labels shifted by one class) refuse a refit
+    wrong = (kinivi.y + 1) % len(card["classes"])
+    with pytest.raises(UserError, match="another --seed, or check the frames' labels"):
+        gestures.personal_rule(rule, probs, distance, wrong, "kinivi relabelled")
 
 
 def test_too_few_labelled_frames_keep_the_rule_on_the_other_people(clip_session, tmp_path):
