@@ -79,6 +79,8 @@ class LandmarkStage(Protocol):
 
     def hand_parts(self, raw, image_size: tuple[int, int]) -> list[HandPart]: ...
 
+    def idle(self) -> None: ...  # the frame is published: background work (detection) may use the CPU now
+
     def close(self) -> None: ...
 
 
@@ -370,6 +372,7 @@ class EdgeLoop:
         msg.publish_ns = time.monotonic_ns()
         self.publisher.send(encode_latents(msg))
         marks["publish"] = time.perf_counter_ns()
+        self.landmarks.idle()  # background detection runs while the loop waits for the next frame
         if self._preview is not None:
             points = ([face.points] if face is not None else []) + [h.points for h in hands if h is not None]
             self._preview.submit(frame.image, self._seq, frame.t_ns, points)

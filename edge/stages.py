@@ -87,6 +87,9 @@ class MediaPipeStage:
             parts.append(HandPart(features, handedness, wrist, hand.score, hand.landmarks[:, :2]))
         return parts
 
+    def idle(self) -> None:
+        """The loop has published its frame. MediaPipe detects inline: nothing waits for this."""
+
     def close(self) -> None:
         for tracker in (self.face, self.hands):
             if tracker is not None:

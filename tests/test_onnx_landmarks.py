@@ -441,6 +441,37 @@ def test_an_empty_scene_is_searched_in_the_background_and_a_loss_inline():
         tracker.close()
 
 
+def test_background_detection_waits_for_the_loop_to_publish():
+    """An offered frame is detected once the loop says it is idle, or after interval_s without that word."""
+    from edge.onnx_landmarks.tracker import RoiTracker
+
+    started: list[float] = []
+    done = threading.Event()
+
+    def detect(rgb, count):
+        started.append(time.monotonic())
+        done.set()
+        return []
+
+    tracker = RoiTracker(detect, max_count=2, interval_s=0.6, name="t")
+    frame = np.zeros((4, 4, 3), np.uint8)
+    try:
+        tracker.update([Roi(50, 50, 20, 20)])  # one tracked, two allowed: the frame goes to the worker
+        offered = time.monotonic()
+        tracker.rois(frame)
+        time.sleep(0.2)
+        assert not started  # held while the loop still works on the frame
+        tracker.idle()  # the loop published it
+        assert done.wait(2.0) and started[0] - offered < 0.45
+        done.clear()
+        time.sleep(0.7)  # past interval_s: the worker takes a new frame
+        offered = time.monotonic()
+        tracker.rois(frame)  # and never hears idle(): it starts on its own after interval_s
+        assert done.wait(3.0) and started[1] - offered >= 0.5
+    finally:
+        tracker.close()
+
+
 def test_engine_without_tensorrt_falls_back_to_onnxruntime(models, tmp_path, caplog):
     """A bundle's landmarks/<name>.engine is used only where TensorRT imports (Jetson); here: onnxruntime."""
     import importlib.util

@@ -76,6 +76,12 @@ class OnnxLandmarkStage(MediaPipeStage):
             session = used.landmarks.session
             log.info("landmarks: onnx backend on %s (%s)", session.provider, Path(session.path).parent)
 
+    def idle(self) -> None:
+        """The loop has published its frame: the background detectors may start (tracker.py)."""
+        for tracker in (self.face, self.hands):
+            if tracker is not None:
+                tracker.idle()
+
 
 def cached_landmark_onnx(landmarks: LandmarkerConfig) -> dict[str, Path] | None:
     """Models converted earlier into the asset cache (`export.landmark_models.ensure_landmark_onnx`) from the

@@ -11,6 +11,10 @@ scene pays for it too. Here:
   runs at most once per `interval_s` on its own thread and never queues (a busy or too-early
   worker just skips the frame); its ROIs join the tracks on a later frame, except those that
   overlap a tracked ROI (IoU above `min_tracking_confidence`, MediaPipe's association rule);
+- the worker holds an offered frame until the loop has published that frame (`idle()`, called by
+  the edge loop after each frame) or `interval_s` passed: on a 2-core device a detection that
+  starts at once competes with the landmark models and the loop's own work for the two cores, one
+  that starts after the publish runs in the time the loop waits for the next camera frame;
 - everything tracked: no detection at all.
 """
 
@@ -32,7 +36,11 @@ DetectFn = Callable[[np.ndarray, int], list[Roi]]  # (rgb, max count) -> ROIs
 
 
 class DetectorWorker:
-    """One background thread, one pending frame at most, one result slot (newest wins)."""
+    """One background thread, one pending frame at most, one result slot (newest wins).
+
+    A pending frame starts when `idle()` says the loop is done with its frame, or `interval_s` after
+    it was offered, whichever comes first (a caller that never calls `idle()` still gets detections).
+    """
 
     def __init__(self, detect: DetectFn, max_count: int, interval_s: float, name: str) -> None:
         self.detect, self.max_count, self.interval_s = detect, max_count, interval_s
@@ -41,6 +49,7 @@ class DetectorWorker:
         self._result: list[Roi] | None = None
         self._busy = False
         self._stop = False
+        self._go = False  # the loop is idle: start the pending frame now
         self._last_start = -float("inf")
         self.runs = 0
         self.errors = 0
@@ -57,6 +66,13 @@ class DetectorWorker:
             self._cond.notify()
             return True
 
+    def idle(self) -> None:
+        """The loop has published its frame: a pending detection may take the CPU now."""
+        with self._cond:
+            if self._frame is not None:
+                self._go = True
+                self._cond.notify()
+
     def take(self) -> list[Roi] | None:
         """The newest finished result (once), or None."""
         with self._cond:
@@ -67,9 +83,11 @@ class DetectorWorker:
         while True:
             with self._cond:
                 self._cond.wait_for(lambda: self._frame is not None or self._stop)
+                hold = self._last_start + self.interval_s - time.monotonic()
+                self._cond.wait_for(lambda: self._go or self._stop, timeout=max(0.0, hold))
                 if self._stop:
                     return
-                frame, self._frame, self._busy = self._frame, None, True
+                frame, self._frame, self._busy, self._go = self._frame, None, True, False
             try:
                 rois = self.detect(frame, self.max_count)
             except Exception as exc:  # a detector failure must not kill tracking; counted and logged
@@ -147,6 +165,11 @@ class RoiTracker:
 
     def reset(self) -> None:
         self.tracks = []
+
+    def idle(self) -> None:
+        """The loop has published its frame (see `DetectorWorker.idle`)."""
+        if self.worker is not None:
+            self.worker.idle()
 
     def close(self) -> None:
         if self.worker is not None:

@@ -48,6 +48,8 @@ class OnnxOptions:
 
 
 class _Base:
+    tracker: RoiTracker  # which ROIs the landmark model runs on; set by each tracker
+
     def __init__(self, config: LandmarkerConfig | None) -> None:
         self.config = config or LandmarkerConfig()
         self._lock = threading.Lock()
@@ -72,8 +74,12 @@ class _Base:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def idle(self) -> None:
+        """The loop has published its frame: background detection may use the CPU now."""
+        self.tracker.idle()
+
     def close(self) -> None:
-        pass
+        self.tracker.close()
 
 
 class OnnxHandTracker(_Base):
@@ -101,9 +107,6 @@ class OnnxHandTracker(_Base):
         found.sort(key=lambda hand: (hand.handedness != "Left", -hand.score))
         found = found[: self.config.max_hands]
         return tuple(found) + tuple(HandObservation.absent(size) for _ in range(self.config.max_hands - len(found)))
-
-    def close(self) -> None:
-        self.tracker.close()
 
 
 class OnnxFaceTracker(_Base):
@@ -138,6 +141,3 @@ class OnnxFaceTracker(_Base):
         blendshapes = self.blendshapes(landmarks, width, height)
         transform = self.geometry(landmarks, width, height)
         return FaceObservation(True, landmarks, blendshapes, transform, size)
-
-    def close(self) -> None:
-        self.tracker.close()
