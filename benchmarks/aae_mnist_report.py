@@ -140,7 +140,7 @@ def plot_curves(runs: list[dict], path: Path = CURVES) -> Path:
     fig, ax = plt.subplots(figsize=(7, 4))
     for r in runs:
         c = r["curve"]
-        label = f"{r['recipe']} {r['labels']} labels, seed {r['seed']}"
+        label = f"{r['recipe']} {r['labels']} labels, {r['epochs_planned']} ep, seed {r['seed']}"
         (line,) = ax.plot(c["epoch"], [100 * v for v in c["test_error"]], label=f"{label}: test")
         ax.plot(c["epoch"], [100 * v for v in c["valid_error"]], "--", color=line.get_color(), label=f"{label}: valid")
         ax.plot([r["selected_epoch"]], [100 * r["test_error_selected"]], "o", color=line.get_color())
