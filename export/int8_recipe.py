@@ -162,6 +162,22 @@ def onnx_attr(attribute):
     return onnx.helper.get_attribute_value(attribute)
 
 
+def _chains_on_copy(model, features: np.ndarray, input_name: str, keep_float: Sequence[str]):
+    """(copy of `model`, its Gemm -> ReLU -> Gemm chains (nodes of the copy), the copy's initializers by name,
+    each chain's hidden tensor on `features`), or None when the model has no such chain: what the two
+    chain rewrites below start from."""
+    import onnx
+
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    chains = _relu_chains(out.graph, keep_float)
+    if not chains:
+        return None
+    init = {t.name: t for t in out.graph.initializer}
+    acts = _run(model, features, input_name, [relu.output[0] for _, relu, _ in chains])
+    return out, chains, init, acts
+
+
 def equalize_relu_chains(model, features: np.ndarray, input_name: str, alpha: float, keep_float: Sequence[str] = ()):
     """A copy of `model` with each Gemm -> ReLU -> Gemm chain's hidden channels rescaled; None if it has none.
 
@@ -175,14 +191,10 @@ def equalize_relu_chains(model, features: np.ndarray, input_name: str, alpha: fl
     import onnx
     from onnx import numpy_helper
 
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
-    graph = out.graph
-    chains = _relu_chains(graph, keep_float)
-    if not chains:
+    found = _chains_on_copy(model, features, input_name, keep_float)
+    if found is None:
         return None
-    init = {t.name: t for t in graph.initializer}
-    acts = _run(model, features, input_name, [relu.output[0] for _, relu, _ in chains])
+    out, chains, init, acts = found
     for (gemm, _, nxt), hidden in zip(chains, acts, strict=True):
         a = np.abs(hidden).max(axis=0).astype(np.float64)
         weights = [numpy_helper.to_array(init[n.input[1]]).astype(np.float64) for n in nxt]
@@ -238,14 +250,11 @@ def center_relu_ranges(model, features: np.ndarray, input_name: str, keep_float:
     import onnx
     from onnx import numpy_helper
 
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
-    graph = out.graph
-    chains = _relu_chains(graph, keep_float)
-    if not chains:
+    found = _chains_on_copy(model, features, input_name, keep_float)
+    if found is None:
         return None
-    init = {t.name: t for t in graph.initializer}
-    acts = _run(model, features, input_name, [relu.output[0] for _, relu, _ in chains])
+    out, chains, init, acts = found
+    graph = out.graph
     for (gemm, relu, nxt), hidden in zip(chains, acts, strict=True):
         c = np.float32(np.abs(hidden).max() / 2)
         bias = numpy_helper.to_array(init[gemm.input[2]]) - c
