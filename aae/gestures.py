@@ -289,21 +289,12 @@ def personal_rule(
         "refitted": True,
         "fitted_on": what,
         "fit_rows": n_person,
-        "unknown_rate_before_keep_also": _unknown_rate(rule, probs, distance),
-        "unknown_rate": _unknown_rate(personal, probs, distance),
+        "unknown_rate_before_keep_also": open_set.unknown_rate(rule.decide(probs, distance=distance)),
+        "unknown_rate": open_set.unknown_rate(personal.decide(probs, distance=distance)),
         "min_confidence_pooled": rule.min_confidence,
         "max_distance_pooled": rule.max_distance,
         "scores": "distances cross-fitted (gestures.distance_half); confidences of frames trained on",
     }
-
-
-def _unknown_rate(rule: open_set.OpenSetRule, probs: np.ndarray, distance: np.ndarray) -> float:
-    """The rule's unknown share on rows whose (held-out) distances are given, as `OpenSetRule.judge` decides."""
-    confidence = rule.confidence(probs).max(axis=1)
-    unknown = confidence < np.float32(rule.min_confidence)
-    if rule.max_distance is not None:
-        unknown |= np.asarray(distance, np.float32) > np.float32(rule.max_distance)
-    return float(unknown.mean())
 
 
 def _labelled_rows(session_sets: Sequence[datasets.LabelledSet], classes: list[str]) -> datasets.LabelledSet | None:

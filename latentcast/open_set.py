@@ -267,10 +267,15 @@ class OpenSetRule:
         return apply_temperature(probs, self.temperature)
 
     def judge(
-        self, probs: np.ndarray, recon_error: np.ndarray | None = None, features: np.ndarray | None = None
+        self,
+        probs: np.ndarray,
+        recon_error: np.ndarray | None = None,
+        features: np.ndarray | None = None,
+        distance: np.ndarray | None = None,
     ) -> Judgement:
         """The float32 verdict for each row of `probs` [N, K] (with its reconstruction error [N] and its
-        input features [N, D] where known: a half whose input is not given is not applied)."""
+        input features [N, D] where known: a half whose input is not given is not applied). `distance` [N]
+        instead of `features`: distances measured elsewhere (a trainer's held-out ones)."""
         calibrated = self.confidence(probs)
         confidence = calibrated.max(axis=1)
         unknown = confidence < np.float32(self.min_confidence)
@@ -281,21 +286,27 @@ class OpenSetRule:
             ratio = err / np.float32(self.max_recon_error)
         if features is not None and self.gaussians is not None:
             distance = self.gaussians.distance(features)
+        if distance is not None and self.max_distance is not None:
+            distance = np.asarray(distance, dtype=np.float32).reshape(-1)
             unknown |= distance > np.float32(self.max_distance)
             distance_ratio = distance / np.float32(self.max_distance)
         label = np.where(unknown, UNKNOWN, calibrated.argmax(axis=1))
         return Judgement(calibrated, label, confidence, unknown, ratio, distance_ratio)
 
     def decide(
-        self, probs: np.ndarray, recon_error: np.ndarray | None = None, features: np.ndarray | None = None
+        self,
+        probs: np.ndarray,
+        recon_error: np.ndarray | None = None,
+        features: np.ndarray | None = None,
+        distance: np.ndarray | None = None,
     ) -> np.ndarray:
         """Predicted class per row, or UNKNOWN (-1)."""
-        return self.judge(probs, recon_error, features).label
+        return self.judge(probs, recon_error, features, distance).label
 
     @property
-    def needs_features(self) -> bool:
-        """True when a half needs the input features (distance or reconstruction): only the edge has them."""
-        return self.gaussians is not None or self.max_recon_error is not None
+    def halves(self) -> int:
+        """How many thresholds the rule has (confidence, and reconstruction and/or distance where fitted)."""
+        return 1 + int(self.max_recon_error is not None) + int(self.gaussians is not None)
 
     def to_dict(self) -> dict:
         out = {k: v for k, v in asdict(self).items() if k != "gaussians"}
@@ -397,7 +408,7 @@ def keep_also(rule: OpenSetRule, probs: np.ndarray, distance: np.ndarray | None,
     """
     if len(probs) < MIN_FIT_ROWS:
         raise OpenSetFitError(f"{what}: {len(probs)} rows, at least {MIN_FIT_ROWS} are needed to place a threshold")
-    each = _share_each(rule.keep, 1 + int(rule.max_recon_error is not None) + int(rule.gaussians is not None))
+    each = _share_each(rule.keep, rule.halves)
     confidence = rule.confidence(probs).max(axis=1)
     min_confidence = min(rule.min_confidence, _f32(np.quantile(confidence, 1.0 - each)))
     k = np.asarray(probs).shape[1]
