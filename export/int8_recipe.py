@@ -109,7 +109,8 @@ def strip_unweighted_qdq(model):
     return model
 
 
-def _run(model, features: np.ndarray, input_name: str, outputs: Sequence[str]) -> list[np.ndarray]:
+def probe_session(model, outputs: Sequence[str]):
+    """An onnxruntime CPU session of `model` that can also return the intermediate tensors `outputs`."""
     import onnx
     import onnxruntime
 
@@ -119,7 +120,11 @@ def _run(model, features: np.ndarray, input_name: str, outputs: Sequence[str]) -
     edited.graph.output.extend(onnx.ValueInfoProto(name=n) for n in outputs if n not in known)
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3
-    session = onnxruntime.InferenceSession(edited.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return onnxruntime.InferenceSession(edited.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+def _run(model, features: np.ndarray, input_name: str, outputs: Sequence[str]) -> list[np.ndarray]:
+    session = probe_session(model, outputs)
     return session.run(list(outputs), {input_name: np.ascontiguousarray(features, dtype=np.float32)})
 
 

@@ -94,20 +94,13 @@ def channel_groups(model) -> list[list[str]]:
 
 def channel_ranges(model, crops: np.ndarray, input_name: str, tensors: Iterable[str]) -> dict[str, np.ndarray]:
     """Per-channel max |value| of each NCHW tensor over `crops` (one onnxruntime call a crop)."""
-    import onnx
-    import onnxruntime as ort
+    from export.int8_recipe import probe_session
 
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
     names = list(tensors)
-    del probe.graph.output[:]
-    probe.graph.output.extend(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in names)
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = probe_session(model, names)
     found = {n: np.zeros(0) for n in names}
     for crop in crops.astype(np.float32):
-        for name, value in zip(names, session.run(None, {input_name: crop[None]}), strict=True):
+        for name, value in zip(names, session.run(names, {input_name: crop[None]}), strict=True):
             amax = np.abs(value).max(axis=(0, 2, 3)).astype(np.float64)
             found[name] = amax if found[name].size == 0 else np.maximum(found[name], amax)
     return found
