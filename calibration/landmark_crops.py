@@ -153,13 +153,7 @@ def hand_roi(rgb: np.ndarray, landmarks: np.ndarray) -> Roi:
     pts = landmarks[:, :2] * (w, h)
     up = pts[9] - pts[0]  # wrist -> middle finger MCP
     angle = np.arctan2(up[1], up[0]) + np.pi / 2  # rotate so that this vector points up in the crop
-    c, s = np.cos(-angle), np.sin(-angle)
-    local = (pts - pts.mean(0)) @ np.array([[c, s], [-s, c]])
-    box = local.max(0) - local.min(0)
-    side = float(max(box)) * HAND_ROI_SCALE
-    center_local = (local.max(0) + local.min(0)) / 2 + (0.0, HAND_ROI_SHIFT_Y * side)
-    cc, ss = np.cos(angle), np.sin(angle)
-    return pts.mean(0) + np.array([[cc, -ss], [ss, cc]]) @ center_local, side, float(angle)
+    return _rotated_box(pts, angle, HAND_ROI_SCALE, HAND_ROI_SHIFT_Y)
 
 
 def face_roi(rgb: np.ndarray, landmarks: np.ndarray) -> Roi:
@@ -167,13 +161,18 @@ def face_roi(rgb: np.ndarray, landmarks: np.ndarray) -> Roi:
     h, w = rgb.shape[:2]
     pts = landmarks[:, :2] * (w, h)
     eye = pts[FACE_EYE_CORNERS[1]] - pts[FACE_EYE_CORNERS[0]]
-    angle = float(np.arctan2(eye[1], eye[0]))
+    return _rotated_box(pts, float(np.arctan2(eye[1], eye[0])), FACE_ROI_SCALE)
+
+
+def _rotated_box(pts: np.ndarray, angle: float, scale: float, shift_y: float = 0.0) -> Roi:
+    """The square ROI around pixel points `pts` in a frame turned by `angle`: `scale` x the longer side of
+    their box there, its centre moved by `shift_y` x the side along the turned frame's y axis."""
     c, s = np.cos(-angle), np.sin(-angle)
     local = (pts - pts.mean(0)) @ np.array([[c, s], [-s, c]])
-    side = float(max(local.max(0) - local.min(0))) * FACE_ROI_SCALE
-    center_local = (local.max(0) + local.min(0)) / 2
+    side = float(max(local.max(0) - local.min(0))) * scale
+    center_local = (local.max(0) + local.min(0)) / 2 + (0.0, shift_y * side)
     cc, ss = np.cos(angle), np.sin(angle)
-    return pts.mean(0) + np.array([[cc, -ss], [ss, cc]]) @ center_local, side, angle
+    return pts.mean(0) + np.array([[cc, -ss], [ss, cc]]) @ center_local, side, float(angle)
 
 
 def jittered_roi(roi: Roi, rng: np.random.Generator) -> Roi:
