@@ -210,9 +210,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     port, preview_port = free_port(), free_port()
     config = edge_config(out / "edge.toml", source, bundle, port, preview_port)
     video, still, summary = out / "demo.mp4", out / "still.png", out / "renderer_summary.json"
-    endpoint = ["--endpoint", f"tcp://127.0.0.1:{port}", "--bundle", str(bundle), "--start-on-message",
-                "--exit-after-silence", "1.5", "--duration", str((args.duration or 600) + 60)]  # fmt: skip
-    render_cmd = [sys.executable, "-m", "renderer.run", *endpoint, "--side-by-side", "--preview-endpoint",
+    renderer_args = ["--endpoint", f"tcp://127.0.0.1:{port}", "--bundle", str(bundle), "--start-on-message",
+                     "--exit-after-silence", "1.5", "--duration", str((args.duration or 600) + 60)]  # fmt: skip
+    render_cmd = [sys.executable, "-m", "renderer.run", *renderer_args, "--side-by-side", "--preview-endpoint",
                   f"tcp://127.0.0.1:{preview_port}", "--out", str(video), "--still", str(still),
                   "--summary", str(summary)]  # fmt: skip
     if args.vmc:
@@ -228,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     web_note = web_recording_note() if args.record_3d else "--no-3d"
     if web_note is None:
         web_port = free_port()
-        web_cmd = [sys.executable, "-m", "renderer.run", *endpoint, "--web", str(web_port)]
+        web_cmd = [sys.executable, "-m", "renderer.run", *renderer_args, "--web", str(web_port)]
         ready = out / ".web_ready"
         record_cmd = [sys.executable, "scripts/record_web.py", "--url", f"http://127.0.0.1:{web_port}/",
                       "--out", str(out / "demo3d.mp4"), "--still", str(out / "still3d.png"),
